@@ -1,0 +1,49 @@
+//! Command-line parsing and printing. Each subcommand lives in its own file and calls
+//! into the library; nothing here decides anything the library could.
+
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code for a failure (invalid input, unreachable server, ...).
+pub const EXIT_FAILURE: u8 = 1;
+
+#[derive(Parser)]
+#[command(
+    name = "invok",
+    version,
+    about = "Keeps pools of function containers on a Docker host at the size their load needs",
+    long_about = "Invok reads FunctionPool manifests (YAML, Kubernetes-style) from a directory and keeps \
+a pool of Docker containers for each, scaled on CPU and memory, behind an HTTP gateway.\n\n\
+Exit codes: 0 success, 1 failure, 2 usage error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Validate(validate::Args),
+    Schema(validate::SchemaArgs),
+}
+
+/// Parses the command line and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Schema(args) => validate::schema(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

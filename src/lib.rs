@@ -1,0 +1,20 @@
+//! Invok keeps pools of function containers on a Docker host at the size their load needs.
+//!
+//! # Layout
+//!
+//! Data flows one way, one module per step:
+//!
+//! ```text
+//! manifest dir --(manifest: read, validate, watch)--> desired pools --+
+//!                                                                      +--> controller --> runtime (Docker)
+//! runtime: events + relist + metrics -------------> observed state ----+
+//! ```
+//!
+//! - [`api`]: the `FunctionPool` resource and its validated form, [`api::EffectiveSpec`].
+//! - [`manifest`]: reads a directory of YAML into validated pools, with FILE:LINE:COL errors.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod manifest;
+pub mod runtime;

@@ -1,0 +1,432 @@
+//! Reading manifests: files and directories of YAML into validated pools.
+//!
+//! A directory is read in full every time (never one changed file alone: `git pull` and
+//! editors touch many files, and a half-read directory must never look like deletions).
+//! Every problem carries FILE:LINE:COL and the field path, and one bad document never
+//! hides the errors of the others. The operator decides what to do with a partial read:
+//! [`ManifestSet::invalid_pools`] and [`ManifestSet::broken_files`] tell it which pools
+//! must keep their last valid spec instead of being pruned.
+
+mod positions;
+pub mod watch;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::api::{EffectiveSpec, FunctionPool, ScalingDefaults, API_VERSION, GROUP, KIND, VERSION};
+use positions::Positions;
+
+/// A place in a manifest file; line and column count from 1.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Location {
+    /// The file as it was given or found.
+    pub file: PathBuf,
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1.
+    pub column: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// Something wrong in a manifest: `FILE:LINE:COL: field: message`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+pub struct ManifestError {
+    /// Where it is.
+    #[serde(flatten)]
+    pub location: Location,
+    /// The field path (`spec.scaling.maxContainers`), when the problem is in one field.
+    pub field: Option<String>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{}: {}: {}", self.location, field, self.message),
+            None => write!(f, "{}: {}", self.location, self.message),
+        }
+    }
+}
+
+/// Something worth telling that is not an error, such as a skipped foreign document.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Notice {
+    /// Where it is.
+    #[serde(flatten)]
+    pub location: Location,
+    /// What happened.
+    pub message: String,
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// A pool read from a manifest, in both forms.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadedPool {
+    /// What the user wrote.
+    pub manifest: FunctionPool,
+    /// The validated form with defaults applied.
+    pub spec: EffectiveSpec,
+    /// Where its document starts.
+    pub source: Location,
+}
+
+/// The result of reading manifests: the valid pools and everything that went wrong.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ManifestSet {
+    /// Valid pools by name.
+    pub pools: BTreeMap<String, LoadedPool>,
+    /// Every error found, in file order.
+    pub errors: Vec<ManifestError>,
+    /// Notices (skipped documents).
+    pub notices: Vec<Notice>,
+    /// Names of pools whose documents are invalid: they keep their last valid spec.
+    pub invalid_pools: BTreeSet<String>,
+    /// Files that could not be read or parsed at all: pools last seen there are kept.
+    pub broken_files: BTreeSet<PathBuf>,
+    /// How many files were read.
+    pub files_read: usize,
+}
+
+impl ManifestSet {
+    /// True when nothing was wrong.
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+/// The directory itself could not be read, so nothing in it can be trusted (and nothing
+/// may be pruned because of it).
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct DirError {
+    /// The directory.
+    pub path: PathBuf,
+    /// Why it could not be read.
+    pub reason: String,
+}
+
+/// Reads a manifest directory (recursively) as the operator does.
+///
+/// Fails only when the directory itself is missing or unreadable; problems inside files
+/// are reported in the returned set.
+pub fn load_dir(dir: &Path, defaults: &ScalingDefaults) -> Result<ManifestSet, DirError> {
+    let meta = std::fs::metadata(dir).map_err(|e| DirError {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if !meta.is_dir() {
+        return Err(DirError {
+            path: dir.to_path_buf(),
+            reason: "not a directory".into(),
+        });
+    }
+    let mut files = Vec::new();
+    collect_files(dir, &mut files).map_err(|e| DirError {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(load_files(&files, defaults))
+}
+
+/// Reads files and directories as `invok validate` takes them: a file named explicitly is
+/// read whatever its extension; directories are walked for `.yaml`/`.yml` files.
+pub fn load_paths(paths: &[PathBuf], defaults: &ScalingDefaults) -> ManifestSet {
+    let mut files = Vec::new();
+    let mut set = ManifestSet::default();
+    for p in paths {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => {
+                if let Err(e) = collect_files(p, &mut files) {
+                    set.errors
+                        .push(file_error(p, format!("cannot read directory: {e}")));
+                }
+            }
+            Ok(_) => files.push(p.clone()),
+            Err(e) => set.errors.push(file_error(p, format!("cannot read: {e}"))),
+        }
+    }
+    let mut loaded = load_files(&files, defaults);
+    set.errors.append(&mut loaded.errors);
+    loaded.errors = set.errors;
+    loaded
+}
+
+/// Parses manifest text as if it were the file `file` (used for stdin and tests).
+pub fn load_str(file: &Path, text: &str, defaults: &ScalingDefaults) -> ManifestSet {
+    let mut set = ManifestSet {
+        files_read: 1,
+        ..Default::default()
+    };
+    let mut seen = BTreeMap::new();
+    read_text(file, text, defaults, &mut set, &mut seen);
+    set
+}
+
+/// True for files a directory walk reads: `.yaml`/`.yml`, not hidden, not an editor's
+/// temporary or backup file.
+pub fn is_manifest_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let hidden_or_temp = name.starts_with('.')
+        || name.starts_with('#')
+        || name.ends_with('~')
+        || name.ends_with(".swp")
+        || name.ends_with(".tmp");
+    !hidden_or_temp && (name.ends_with(".yaml") || name.ends_with(".yml"))
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        // Follow symlinks (ConfigMap mounts link files into place).
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => collect_files(&path, out)?,
+            Ok(_) if is_manifest_file(&path) => out.push(path),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn file_error(file: &Path, message: String) -> ManifestError {
+    ManifestError {
+        location: Location {
+            file: file.to_path_buf(),
+            line: 1,
+            column: 1,
+        },
+        field: None,
+        message,
+    }
+}
+
+fn load_files(files: &[PathBuf], defaults: &ScalingDefaults) -> ManifestSet {
+    let mut set = ManifestSet::default();
+    let mut seen: BTreeMap<String, Location> = BTreeMap::new();
+    for file in files {
+        set.files_read += 1;
+        match std::fs::read(file) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => read_text(file, &text, defaults, &mut set, &mut seen),
+                Err(_) => {
+                    set.errors
+                        .push(file_error(file, "not valid UTF-8 text".into()));
+                    set.broken_files.insert(file.clone());
+                }
+            },
+            Err(e) => {
+                set.errors
+                    .push(file_error(file, format!("cannot read: {e}")));
+                set.broken_files.insert(file.clone());
+            }
+        }
+    }
+    set
+}
+
+fn read_text(
+    file: &Path,
+    text: &str,
+    defaults: &ScalingDefaults,
+    set: &mut ManifestSet,
+    seen: &mut BTreeMap<String, Location>,
+) {
+    let at = |line: usize, column: usize| Location {
+        file: file.to_path_buf(),
+        line,
+        column,
+    };
+    let positions = match Positions::parse(text) {
+        Ok(p) => p,
+        Err((line, column, message)) => {
+            set.errors.push(ManifestError {
+                location: at(line, column),
+                field: None,
+                message: format!("invalid YAML: {message}"),
+            });
+            set.broken_files.insert(file.to_path_buf());
+            return;
+        }
+    };
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let doc_pos = positions.document(index);
+        let locate = |field: &str| {
+            let (line, column) = doc_pos.map(|d| d.find(field)).unwrap_or((1, 1));
+            at(line, column)
+        };
+        let value = match serde_yaml::Value::deserialize(doc) {
+            Ok(v) => v,
+            Err(e) => {
+                let (line, column) = e
+                    .location()
+                    .map(|l| (l.line(), l.column()))
+                    .unwrap_or((1, 1));
+                set.errors.push(ManifestError {
+                    location: at(line, column),
+                    field: None,
+                    message: format!("invalid YAML: {e}"),
+                });
+                set.broken_files.insert(file.to_path_buf());
+                return;
+            }
+        };
+        let error = |field: &str, message: String| ManifestError {
+            location: locate(field),
+            field: (!field.is_empty()).then(|| field.to_string()),
+            message,
+        };
+        let map = match &value {
+            serde_yaml::Value::Null => continue,
+            serde_yaml::Value::Mapping(m) => m,
+            _ => {
+                set.errors.push(error(
+                    "",
+                    "expected a mapping with apiVersion, kind, metadata and spec".into(),
+                ));
+                continue;
+            }
+        };
+        let name = map
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+            .map(str::to_string);
+        let api_version = map.get("apiVersion").and_then(|v| v.as_str());
+        let kind = map.get("kind").and_then(|v| v.as_str());
+        let (Some(api_version), Some(kind)) = (api_version, kind) else {
+            let missing = if api_version.is_none() {
+                "apiVersion"
+            } else {
+                "kind"
+            };
+            set.errors.push(error(
+                "",
+                format!("document has no {missing}: every document needs apiVersion and kind (apiVersion: {API_VERSION}, kind: {KIND})"),
+            ));
+            set.invalid_pools.extend(name);
+            continue;
+        };
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        if group != GROUP {
+            set.notices.push(Notice {
+                location: locate(""),
+                message: format!(
+                    "skipped {kind} of apiVersion {api_version}: not an {GROUP} resource"
+                ),
+            });
+            continue;
+        }
+        if version != VERSION {
+            set.errors.push(error(
+                "apiVersion",
+                format!(
+                    "unsupported version {api_version:?}: this build understands {API_VERSION}"
+                ),
+            ));
+            set.invalid_pools.extend(name);
+            continue;
+        }
+        if kind != KIND {
+            set.errors.push(error(
+                "kind",
+                format!("unknown kind {kind:?} in {GROUP}: expected {KIND}"),
+            ));
+            set.invalid_pools.extend(name);
+            continue;
+        }
+        let manifest: FunctionPool = match serde_path_to_error::deserialize(value) {
+            Ok(m) => m,
+            Err(e) => {
+                let path = e.path().to_string();
+                let field = if path == "." { String::new() } else { path };
+                let message = explain_serde_error(&e.into_inner().to_string());
+                set.errors.push(error(&field, message));
+                set.invalid_pools.extend(name);
+                continue;
+            }
+        };
+        let spec = match manifest.validate(defaults) {
+            Ok(spec) => spec,
+            Err(errs) => {
+                for e in errs {
+                    set.errors.push(error(&e.path, e.message));
+                }
+                set.invalid_pools.insert(manifest.metadata.name.clone());
+                continue;
+            }
+        };
+        let source = locate("");
+        if let Some(first) = seen.get(&spec.name) {
+            set.errors.push(error(
+                "metadata.name",
+                format!("pool {:?} is declared twice; first at {first}", spec.name),
+            ));
+            set.pools.remove(&spec.name);
+            set.invalid_pools.insert(spec.name.clone());
+            continue;
+        }
+        seen.insert(spec.name.clone(), locate("metadata.name"));
+        if set.invalid_pools.contains(&spec.name) {
+            continue;
+        }
+        set.pools.insert(
+            spec.name.clone(),
+            LoadedPool {
+                manifest,
+                spec,
+                source,
+            },
+        );
+    }
+}
+
+/// Makes serde's messages read well and suggests the closest field name for typos.
+fn explain_serde_error(message: &str) -> String {
+    let message = message.replace('`', "");
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        if let Some((field, expected)) = rest.split_once(", expected one of ") {
+            let options: Vec<&str> = expected.split(", ").map(str::trim).collect();
+            let best = options
+                .iter()
+                .map(|o| (strsim::jaro_winkler(field, o), *o))
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            let hint = match best {
+                Some((score, o)) if score > 0.8 => format!("; did you mean {o}?"),
+                _ => String::new(),
+            };
+            return format!(
+                "unknown field, expected one of {}{hint}",
+                options.join(", ")
+            );
+        }
+        if let Some((_, expected)) = rest.split_once(", expected ") {
+            return format!("unknown field, expected {expected}");
+        }
+        return "unknown field".to_string();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests;
