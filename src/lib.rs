@@ -18,3 +18,4 @@
 pub mod api;
 pub mod manifest;
 pub mod runtime;
+pub mod scaler;

@@ -1,0 +1,403 @@
+//! Scaling decisions, as pure functions of (spec, observed containers, clock).
+//!
+//! Two steps, as Kubernetes splits them between the HPA and the ReplicaSet:
+//!
+//! 1. [`decide`] looks at the load of the ready containers and says how many containers
+//!    the pool should have (`replicas`) and why, and which containers to let go first.
+//! 2. [`plan`] turns a replica count into concrete creates and removals: replacing failed
+//!    containers, rolling out a new spec one container at a time, and trimming surplus.
+//!
+//! Nothing here does IO or reads a clock: `now` comes in as an argument, so every rule is
+//! unit- and property-tested with a fake clock.
+
+use std::cmp::Ordering;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::api::EffectiveSpec;
+
+/// One sample of a container's usage.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Usage {
+    /// CPU as a fraction of the container's CPU limit (or of one core without one).
+    pub cpu: f64,
+    /// Resident memory in bytes.
+    pub rss: u64,
+}
+
+/// Where a container is in its life, as the controller judges it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Created or running, readiness probe not yet passed: counts as capacity, gets no traffic.
+    Starting,
+    /// Running and answering its probe.
+    Ready,
+    /// Exited, dead, or not ready for too long: to be replaced.
+    Failed,
+    /// Being removed; already out of routing.
+    Draining,
+}
+
+/// The seed's per-container status, for ready containers with a sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum LoadState {
+    /// Between the idle and overload thresholds.
+    Healthy,
+    /// CPU above `cpuOverloadThreshold` or RSS above `memoryOverloadThreshold`.
+    Overloaded,
+    /// CPU below `cooldownCpuThreshold`.
+    Idle,
+}
+
+impl std::fmt::Display for LoadState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Classifies one sample against a pool's thresholds (the seed's rules).
+pub fn classify(spec: &EffectiveSpec, usage: Usage) -> LoadState {
+    let s = &spec.scaling;
+    if usage.cpu > s.cpu_overload_threshold || usage.rss > s.memory_overload_threshold {
+        LoadState::Overloaded
+    } else if usage.cpu < s.cooldown_cpu_threshold {
+        LoadState::Idle
+    } else {
+        LoadState::Healthy
+    }
+}
+
+/// What the scaler knows about one container.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerView {
+    /// Container id.
+    pub id: String,
+    /// The spec hash it was created from.
+    pub spec_hash: String,
+    /// Its phase.
+    pub phase: Phase,
+    /// When it was created (on the controller's clock).
+    pub created: Instant,
+    /// The latest usage sample, if any.
+    pub usage: Option<Usage>,
+    /// Since when its CPU has stayed under the cooldown threshold, if it has.
+    pub idle_since: Option<Instant>,
+    /// Requests in flight through the gateway.
+    pub in_flight: usize,
+}
+
+/// The pool-level facts [`decide`] needs beyond the containers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PoolFacts {
+    /// The current replica target (the previous decision, or the adopted count).
+    pub replicas: usize,
+    /// When the pool last scaled up.
+    pub last_scale_up: Option<Instant>,
+    /// Requests waiting at the gateway for a container of this pool.
+    pub waiting_requests: usize,
+}
+
+/// Which signal moved the replica count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Reason {
+    /// Nothing to change.
+    Steady,
+    /// Raised to `minContainers`.
+    BelowMin,
+    /// Lowered to `maxContainers`.
+    AboveMax,
+    /// Every ready container over the CPU threshold.
+    Cpu,
+    /// Every ready container over the memory threshold (memory's proposal won).
+    Memory,
+    /// Requests in flight per container over `targetConcurrency`.
+    Concurrency,
+    /// Requests waiting with no ready container (scale from zero).
+    Demand,
+    /// Idle containers past their cooldown.
+    Idle,
+}
+
+/// The outcome of [`decide`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// How many containers the pool should have.
+    pub replicas: usize,
+    /// Why.
+    pub reason: Reason,
+    /// Containers to remove first when trimming, longest idle first.
+    pub victims: Vec<String>,
+    /// Every ready container is overloaded and the pool is at max (the seed's alert).
+    pub at_max_overloaded: bool,
+}
+
+fn ceil_div(sum: f64, per: f64) -> usize {
+    if per <= 0.0 || !sum.is_finite() {
+        return 0;
+    }
+    // A tiny epsilon keeps 2.0000000001 from becoming 3 through float noise.
+    ((sum / per) - 1e-9).ceil().max(0.0) as usize
+}
+
+/// Decides the replica count from load, the seed's rules sharpened by the HPA's formula.
+///
+/// - Scale up when every ready container is overloaded (or in-flight requests per ready
+///   container exceed `targetConcurrency`, or requests wait with none ready), to
+///   `ceil(sum of usage / threshold)` for CPU and memory (the larger wins), capped at max.
+///   The current target counts containers still starting, so one spike is answered once.
+/// - Scale down idle containers past `cooldownDuration`, longest idle first, never below
+///   min, never within `cooldownDuration` of a scale-up, never while any ready container
+///   lacks a sample or any container is starting, and only if the containers that stay
+///   remain under the CPU and memory thresholds with the load they carry.
+///
+/// ```
+/// # use invok::scaler::*;
+/// # let spec = invok::api::FunctionPool { api_version: "invok.dev/v1alpha1".into(), kind: "FunctionPool".into(),
+/// #   metadata: invok::api::ObjectMeta { name: "web".into(), ..Default::default() },
+/// #   spec: invok::api::FunctionPoolSpec { image: "x".into(), ..Default::default() } }
+/// #   .validate(&Default::default()).unwrap();
+/// let now = tokio::time::Instant::now();
+/// let busy = ContainerView { id: "a".into(), spec_hash: spec.spec_hash.clone(), phase: Phase::Ready,
+///     created: now, usage: Some(Usage { cpu: 1.4, rss: 0 }), idle_since: None, in_flight: 0 };
+/// let d = decide(&spec, &[busy], &PoolFacts { replicas: 1, ..Default::default() }, now);
+/// assert_eq!((d.replicas, d.reason), (2, Reason::Cpu)); // ceil(1.4 / 0.7)
+/// ```
+pub fn decide(spec: &EffectiveSpec, containers: &[ContainerView], facts: &PoolFacts, now: Instant) -> Decision {
+    let s = &spec.scaling;
+    let live: Vec<&ContainerView> = containers
+        .iter()
+        .filter(|c| matches!(c.phase, Phase::Starting | Phase::Ready))
+        .collect();
+    let ready: Vec<&ContainerView> = live.iter().copied().filter(|c| c.phase == Phase::Ready).collect();
+    let starting = live.len() - ready.len();
+
+    let mut replicas = facts.replicas.clamp(s.min, s.max);
+    let mut reason = match facts.replicas.cmp(&replicas) {
+        Ordering::Less => Reason::BelowMin,
+        Ordering::Greater => Reason::AboveMax,
+        Ordering::Equal => Reason::Steady,
+    };
+    let decision = |replicas, reason, victims, at_max_overloaded| Decision {
+        replicas,
+        reason,
+        victims,
+        at_max_overloaded,
+    };
+
+    // Scale up.
+    let samples: Vec<Usage> = ready.iter().filter_map(|c| c.usage).collect();
+    let all_sampled = !ready.is_empty() && samples.len() == ready.len();
+    let all_overloaded =
+        all_sampled && samples.iter().all(|u| classify(spec, *u) == LoadState::Overloaded);
+    let mut proposal = 0;
+    let mut proposal_reason = Reason::Steady;
+    if all_overloaded {
+        let cpu = ceil_div(samples.iter().map(|u| u.cpu).sum(), s.cpu_overload_threshold);
+        let mem = ceil_div(
+            samples.iter().map(|u| u.rss as f64).sum(),
+            s.memory_overload_threshold as f64,
+        );
+        // Overloaded means "more than one container's worth": propose at least one more.
+        let at_least = ready.len() + 1;
+        (proposal, proposal_reason) = if mem > cpu {
+            (mem.max(at_least), Reason::Memory)
+        } else {
+            (cpu.max(at_least), Reason::Cpu)
+        };
+    }
+    if let Some(target) = s.target_concurrency {
+        let in_flight: usize = live.iter().map(|c| c.in_flight).sum::<usize>() + facts.waiting_requests;
+        if !ready.is_empty() && in_flight > target as usize * ready.len() {
+            let conc = in_flight.div_ceil(target as usize);
+            if conc > proposal {
+                (proposal, proposal_reason) = (conc, Reason::Concurrency);
+            }
+        }
+    }
+    if ready.is_empty() && facts.waiting_requests > 0 {
+        let per = s.target_concurrency.unwrap_or(1).max(1) as usize;
+        let need = facts.waiting_requests.div_ceil(per).max(1);
+        if need > proposal {
+            (proposal, proposal_reason) = (need, Reason::Demand);
+        }
+    }
+    let at_max_overloaded = all_overloaded && replicas >= s.max;
+    if proposal > replicas && replicas < s.max {
+        return decision(proposal.min(s.max), proposal_reason, Vec::new(), false);
+    }
+    if proposal > 0 {
+        // Load wants more (or at least this many): never scale down now.
+        return decision(replicas, reason, Vec::new(), at_max_overloaded);
+    }
+
+    // Scale down.
+    let cooling = facts
+        .last_scale_up
+        .is_some_and(|t| now.saturating_duration_since(t) < s.cooldown_duration);
+    if replicas <= s.min || cooling || starting > 0 || !all_sampled || facts.waiting_requests > 0 {
+        return decision(replicas, reason, Vec::new(), false);
+    }
+    let mut candidates: Vec<&ContainerView> = ready
+        .iter()
+        .copied()
+        .filter(|c| {
+            c.in_flight == 0
+                && c.usage.is_some_and(|u| classify(spec, u) == LoadState::Idle)
+                && c.idle_since.is_some_and(|t| now.saturating_duration_since(t) >= s.cooldown_duration)
+        })
+        .collect();
+    candidates.sort_by(|a, b| a.idle_since.cmp(&b.idle_since).then_with(|| a.id.cmp(&b.id)));
+    let total_cpu: f64 = samples.iter().map(|u| u.cpu).sum();
+    let total_rss: f64 = samples.iter().map(|u| u.rss as f64).sum();
+    let total_in_flight: usize = live.iter().map(|c| c.in_flight).sum();
+    let mut victims = Vec::new();
+    for c in candidates {
+        let remaining_replicas = replicas - victims.len() - 1;
+        if remaining_replicas < s.min {
+            break;
+        }
+        let remaining_ready = ready.len() - victims.len() - 1;
+        let fits = if remaining_ready == 0 {
+            total_in_flight == 0 && total_cpu < s.cooldown_cpu_threshold
+        } else {
+            let n = remaining_ready as f64;
+            total_cpu / n < s.cpu_overload_threshold && total_rss / n < s.memory_overload_threshold as f64
+        };
+        if !fits {
+            break;
+        }
+        victims.push(c.id.clone());
+    }
+    if !victims.is_empty() {
+        replicas -= victims.len();
+        reason = Reason::Idle;
+    }
+    decision(replicas, reason, victims, false)
+}
+
+/// Why a container is removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RemoveReason {
+    /// It exited, died, or never became ready.
+    Failed,
+    /// Its spec hash is old and a new container took its place.
+    Outdated,
+    /// The pool has more containers than it should.
+    Surplus,
+    /// The pool's manifest is gone.
+    Pruned,
+}
+
+/// Concrete steps that bring a pool to its replica count.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// How many new containers (of the current spec) to create now.
+    pub create: usize,
+    /// Containers to remove now, with why.
+    pub remove: Vec<(String, RemoveReason)>,
+}
+
+impl Plan {
+    /// True when nothing needs doing.
+    pub fn is_empty(&self) -> bool {
+        self.create == 0 && self.remove.is_empty()
+    }
+}
+
+/// Converges containers to `replicas` of `spec_hash`.
+///
+/// Failed containers go; a spec change rolls out one container at a time, the new one
+/// ready before an old one is removed (so ready capacity never drops while rolling);
+/// surplus containers go in the order: `victims`, not yet ready, fewest requests in flight.
+pub fn plan(spec_hash: &str, containers: &[ContainerView], replicas: usize, victims: &[String]) -> Plan {
+    let mut p = Plan::default();
+    let mut live: Vec<&ContainerView> = Vec::new();
+    for c in containers {
+        match c.phase {
+            Phase::Failed => p.remove.push((c.id.clone(), RemoveReason::Failed)),
+            Phase::Draining => {}
+            Phase::Starting | Phase::Ready => live.push(c),
+        }
+    }
+    let (new, old): (Vec<&ContainerView>, Vec<&ContainerView>) =
+        live.into_iter().partition(|c| c.spec_hash == spec_hash);
+    // Old containers that are not ready serve nobody: they go at once.
+    let (old_ready, old_starting): (Vec<&ContainerView>, Vec<&ContainerView>) =
+        old.into_iter().partition(|c| c.phase == Phase::Ready);
+    for c in &old_starting {
+        p.remove.push((c.id.clone(), RemoveReason::Outdated));
+    }
+    let new_ready = new.iter().filter(|c| c.phase == Phase::Ready).count();
+    let new_starting = new.len() - new_ready;
+
+    // Removal preference: victims first, then not-ready, then least busy, then newest.
+    let rank = |c: &&ContainerView| {
+        let victim = victims.iter().position(|v| *v == c.id).unwrap_or(usize::MAX);
+        (victim, c.phase == Phase::Ready, c.in_flight, std::cmp::Reverse(c.created))
+    };
+
+    if new.len() >= replicas {
+        let mut surplus = new.clone();
+        surplus.sort_by_key(rank);
+        for c in surplus.iter().take(new.len() - replicas) {
+            p.remove.push((c.id.clone(), RemoveReason::Surplus));
+        }
+        for c in &old_ready {
+            p.remove.push((c.id.clone(), RemoveReason::Outdated));
+        }
+        return p;
+    }
+
+    if old_ready.is_empty() {
+        p.create = replicas - new.len();
+        return p;
+    }
+
+    // Rolling update: whatever old containers do not cover is created at once; beyond
+    // that, one new container at a time (surge of one), and an old one goes only when
+    // ready capacity stays at `replicas` without it.
+    let covered = new.len() + old_ready.len();
+    p.create = replicas.saturating_sub(covered);
+    if new_starting == 0 && p.create == 0 {
+        p.create = 1;
+    }
+    let excess = (new_ready + old_ready.len()).saturating_sub(replicas);
+    let mut outgoing = old_ready.clone();
+    outgoing.sort_by_key(|c| {
+        let victim = victims.iter().position(|v| *v == c.id).unwrap_or(usize::MAX);
+        (victim, c.in_flight, c.created)
+    });
+    for c in outgoing.iter().take(excess) {
+        p.remove.push((c.id.clone(), RemoveReason::Outdated));
+    }
+    p
+}
+
+/// The replica count to start from for a pool whose containers already exist (after an
+/// operator restart): what is live, within bounds.
+pub fn adopted_replicas(spec: &EffectiveSpec, containers: &[ContainerView]) -> usize {
+    let live = containers
+        .iter()
+        .filter(|c| matches!(c.phase, Phase::Starting | Phase::Ready))
+        .count();
+    live.clamp(spec.scaling.min, spec.scaling.max)
+}
+
+/// How long until [`decide`] might change its mind about idle containers, so the
+/// controller can requeue exactly then instead of polling.
+pub fn next_idle_deadline(spec: &EffectiveSpec, containers: &[ContainerView], now: Instant) -> Option<Duration> {
+    containers
+        .iter()
+        .filter_map(|c| c.idle_since)
+        .map(|t| (t + spec.scaling.cooldown_duration).saturating_duration_since(now))
+        .filter(|d| !d.is_zero())
+        .min()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,464 @@
+use super::*;
+use crate::api::{FunctionPool, FunctionPoolSpec, ObjectMeta, Scaling, ScalingDefaults};
+use proptest::prelude::*;
+
+const HASH: &str = "new";
+
+fn spec(min: u32, max: u32) -> EffectiveSpec {
+    spec_with(Scaling {
+        min_containers: Some(min),
+        max_containers: Some(max),
+        ..Default::default()
+    })
+}
+
+fn spec_with(scaling: Scaling) -> EffectiveSpec {
+    let mut s = FunctionPool {
+        api_version: "invok.dev/v1alpha1".into(),
+        kind: "FunctionPool".into(),
+        metadata: ObjectMeta {
+            name: "web".into(),
+            ..Default::default()
+        },
+        spec: FunctionPoolSpec {
+            image: "img".into(),
+            scaling: Some(scaling),
+            ..Default::default()
+        },
+    }
+    .validate(&ScalingDefaults::default())
+    .unwrap();
+    s.spec_hash = HASH.into();
+    s
+}
+
+fn t0() -> Instant {
+    // A fixed origin far enough from "now" that subtracting cooldowns never underflows.
+    Instant::now() + Duration::from_secs(100_000)
+}
+
+fn ready(id: &str, cpu: f64) -> ContainerView {
+    ContainerView {
+        id: id.into(),
+        spec_hash: HASH.into(),
+        phase: Phase::Ready,
+        created: t0(),
+        usage: Some(Usage { cpu, rss: 10_000_000 }),
+        idle_since: None,
+        in_flight: 0,
+    }
+}
+
+fn idle(id: &str, since: Instant) -> ContainerView {
+    ContainerView {
+        idle_since: Some(since),
+        ..ready(id, 0.01)
+    }
+}
+
+fn facts(replicas: usize) -> PoolFacts {
+    PoolFacts {
+        replicas,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn classification_follows_the_seeds_thresholds() {
+    let s = spec(1, 10);
+    let u = |cpu, rss| Usage { cpu, rss };
+    assert_eq!(classify(&s, u(0.71, 0)), LoadState::Overloaded);
+    assert_eq!(classify(&s, u(0.70, 0)), LoadState::Healthy);
+    assert_eq!(classify(&s, u(0.3, 300_000_001)), LoadState::Overloaded);
+    assert_eq!(classify(&s, u(0.09, 0)), LoadState::Idle);
+    assert_eq!(classify(&s, u(0.10, 0)), LoadState::Healthy);
+    // Memory over the threshold wins over idle CPU.
+    assert_eq!(classify(&s, u(0.0, 400_000_000)), LoadState::Overloaded);
+}
+
+#[test]
+fn below_min_is_raised_and_above_max_is_lowered() {
+    let s = spec(2, 4);
+    let d = decide(&s, &[], &facts(0), t0());
+    assert_eq!((d.replicas, d.reason), (2, Reason::BelowMin));
+    let d = decide(&s, &[], &facts(9), t0());
+    assert_eq!((d.replicas, d.reason), (4, Reason::AboveMax));
+}
+
+#[test]
+fn scale_up_needs_every_ready_container_overloaded() {
+    let s = spec(1, 10);
+    let d = decide(&s, &[ready("a", 0.95), ready("b", 0.5)], &facts(2), t0());
+    assert_eq!((d.replicas, d.reason), (2, Reason::Steady));
+    let d = decide(&s, &[ready("a", 0.95), ready("b", 0.9)], &facts(2), t0());
+    assert_eq!((d.replicas, d.reason), (3, Reason::Cpu)); // ceil(1.85 / 0.7)
+}
+
+#[test]
+fn scale_up_is_sized_by_the_hpa_formula_and_capped_at_max() {
+    let s = spec(1, 10);
+    // One container at 4.2 cores' worth of a 0.7 threshold needs 6.
+    let d = decide(&s, &[ready("a", 4.2)], &facts(1), t0());
+    assert_eq!(d.replicas, 6);
+    let d = decide(&s, &[ready("a", 100.0)], &facts(1), t0());
+    assert_eq!(d.replicas, 10);
+}
+
+#[test]
+fn memory_proposal_wins_when_larger() {
+    let s = spec(1, 10);
+    let mut c = ready("a", 0.2);
+    c.usage = Some(Usage { cpu: 0.2, rss: 1_000_000_000 });
+    let d = decide(&s, &[c], &facts(1), t0());
+    assert_eq!((d.replicas, d.reason), (4, Reason::Memory)); // ceil(1e9 / 3e8)
+}
+
+#[test]
+fn containers_still_starting_count_as_capacity() {
+    let s = spec(1, 10);
+    let mut starting = ready("b", 0.0);
+    starting.phase = Phase::Starting;
+    starting.usage = None;
+    // The first decision went to 2; while b starts, a is still hot: no second answer.
+    let d = decide(&s, &[ready("a", 0.9), starting], &facts(2), t0());
+    assert_eq!(d.replicas, 2);
+}
+
+#[test]
+fn at_max_with_everything_overloaded_raises_the_alert() {
+    let s = spec(1, 2);
+    let d = decide(&s, &[ready("a", 0.9), ready("b", 0.9)], &facts(2), t0());
+    assert_eq!(d.replicas, 2);
+    assert!(d.at_max_overloaded);
+}
+
+#[test]
+fn missing_metrics_never_cause_a_scale_down_or_up() {
+    let s = spec(1, 10);
+    let now = t0();
+    let mut unsampled = ready("b", 0.0);
+    unsampled.usage = None;
+    let long_ago = now - Duration::from_secs(600);
+    let d = decide(&s, &[idle("a", long_ago), unsampled.clone()], &facts(2), now);
+    assert_eq!(d.replicas, 2);
+    let d = decide(&s, &[ready("a", 0.99), unsampled], &facts(2), now);
+    assert_eq!(d.replicas, 2);
+}
+
+#[test]
+fn idle_containers_go_after_the_cooldown_longest_idle_first() {
+    let s = spec(1, 10);
+    let now = t0();
+    let cs = [
+        idle("a", now - Duration::from_secs(40)),
+        idle("b", now - Duration::from_secs(100)),
+        idle("c", now - Duration::from_secs(10)),
+    ];
+    let d = decide(&s, &cs, &facts(3), now);
+    assert_eq!((d.replicas, d.reason), (1, Reason::Idle));
+    assert_eq!(d.victims, ["b", "a"]);
+}
+
+#[test]
+fn no_scale_down_within_the_cooldown_after_a_scale_up() {
+    let s = spec(1, 10);
+    let now = t0();
+    let cs = [idle("a", now - Duration::from_secs(100)), idle("b", now - Duration::from_secs(100))];
+    let f = PoolFacts {
+        replicas: 2,
+        last_scale_up: Some(now - Duration::from_secs(5)),
+        waiting_requests: 0,
+    };
+    assert_eq!(decide(&s, &cs, &f, now).replicas, 2);
+    let f = PoolFacts {
+        last_scale_up: Some(now - Duration::from_secs(31)),
+        ..f
+    };
+    assert_eq!(decide(&s, &cs, &f, now).replicas, 1);
+}
+
+#[test]
+fn scale_down_keeps_the_survivors_under_the_cpu_threshold() {
+    let s = spec(1, 10);
+    let now = t0();
+    // Two idle-ish containers and one at 0.65: removing both idle ones would put 0.65+2*0.09 on one.
+    let mut a = idle("a", now - Duration::from_secs(100));
+    a.usage = Some(Usage { cpu: 0.09, rss: 0 });
+    let mut b = idle("b", now - Duration::from_secs(90));
+    b.usage = Some(Usage { cpu: 0.09, rss: 0 });
+    let d = decide(&s, &[a, b, ready("c", 0.65)], &facts(3), now);
+    assert_eq!(d.victims, ["a"]);
+    assert_eq!(d.replicas, 2);
+}
+
+#[test]
+fn a_min_zero_pool_goes_to_zero_only_without_requests() {
+    let s = spec(0, 3);
+    let now = t0();
+    let d = decide(&s, &[idle("a", now - Duration::from_secs(100))], &facts(1), now);
+    assert_eq!(d.replicas, 0);
+    let mut busy = idle("a", now - Duration::from_secs(100));
+    busy.in_flight = 1;
+    assert_eq!(decide(&s, &[busy], &facts(1), now).replicas, 1);
+}
+
+#[test]
+fn waiting_requests_start_a_zero_pool_sized_by_target_concurrency() {
+    let s = spec(0, 5);
+    let f = PoolFacts {
+        replicas: 0,
+        last_scale_up: None,
+        waiting_requests: 1,
+    };
+    let d = decide(&s, &[], &f, t0());
+    assert_eq!((d.replicas, d.reason), (1, Reason::Demand));
+    let s = spec_with(Scaling {
+        min_containers: Some(0),
+        max_containers: Some(5),
+        target_concurrency: Some(3),
+        ..Default::default()
+    });
+    let f = PoolFacts { waiting_requests: 10, ..f };
+    assert_eq!(decide(&s, &[], &f, t0()).replicas, 4);
+}
+
+#[test]
+fn target_concurrency_scales_up_before_cpu_does() {
+    let s = spec_with(Scaling {
+        target_concurrency: Some(2),
+        ..Default::default()
+    });
+    let mut a = ready("a", 0.2);
+    a.in_flight = 7;
+    let d = decide(&s, &[a], &facts(1), t0());
+    assert_eq!((d.replicas, d.reason), (4, Reason::Concurrency));
+}
+
+fn view(id: &str, hash: &str, phase: Phase) -> ContainerView {
+    ContainerView {
+        spec_hash: hash.into(),
+        phase,
+        ..ready(id, 0.3)
+    }
+}
+
+#[test]
+fn plan_creates_up_to_replicas_and_replaces_failed_containers() {
+    let cs = [view("a", HASH, Phase::Ready), view("b", HASH, Phase::Failed)];
+    let p = plan(HASH, &cs, 3, &[]);
+    assert_eq!(p.create, 2);
+    assert_eq!(p.remove, [("b".to_string(), RemoveReason::Failed)]);
+}
+
+#[test]
+fn plan_removes_surplus_victims_first_then_starting() {
+    let cs = [
+        view("a", HASH, Phase::Ready),
+        view("b", HASH, Phase::Ready),
+        view("c", HASH, Phase::Starting),
+        view("d", HASH, Phase::Draining),
+    ];
+    let p = plan(HASH, &cs, 1, &["b".to_string()]);
+    assert_eq!(p.create, 0);
+    let ids: Vec<_> = p.remove.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["b", "c"]);
+}
+
+#[test]
+fn a_rollout_replaces_one_container_at_a_time_new_ready_before_old_goes() {
+    // Simulate a rollout of 3 containers, applying each plan with new containers
+    // becoming ready one pass later.
+    let mut cs: Vec<ContainerView> = (0..3).map(|i| view(&format!("old{i}"), "old", Phase::Ready)).collect();
+    let mut next = 0;
+    for _ in 0..20 {
+        let p = plan(HASH, &cs, 3, &[]);
+        let ready_before = cs.iter().filter(|c| c.phase == Phase::Ready).count();
+        assert!(p.create <= 1, "more than one new container at a time: {p:?}");
+        for c in cs.iter_mut() {
+            if c.phase == Phase::Starting {
+                c.phase = Phase::Ready;
+            }
+        }
+        cs.retain(|c| !p.remove.iter().any(|(id, _)| *id == c.id));
+        let ready_after = cs.iter().filter(|c| c.phase == Phase::Ready).count();
+        assert!(ready_after >= 3.min(ready_before), "ready dropped from {ready_before} to {ready_after}");
+        for _ in 0..p.create {
+            cs.push(view(&format!("new{next}"), HASH, Phase::Starting));
+            next += 1;
+        }
+    }
+    assert!(cs.iter().all(|c| c.spec_hash == HASH && c.phase == Phase::Ready));
+    assert_eq!(cs.len(), 3);
+    assert_eq!(next, 3, "exactly three new containers were made");
+}
+
+#[test]
+fn outdated_containers_that_are_not_ready_go_at_once() {
+    let cs = [view("a", "old", Phase::Starting), view("b", "old", Phase::Ready)];
+    let p = plan(HASH, &cs, 1, &[]);
+    assert_eq!(p.remove, [("a".to_string(), RemoveReason::Outdated)]);
+    assert_eq!(p.create, 1);
+}
+
+#[test]
+fn a_plan_with_nothing_to_do_is_empty() {
+    let cs = [view("a", HASH, Phase::Ready), view("b", HASH, Phase::Starting)];
+    assert!(plan(HASH, &cs, 2, &[]).is_empty());
+}
+
+#[test]
+fn the_idle_deadline_points_at_the_next_cooldown_expiry() {
+    let s = spec(1, 10);
+    let now = t0();
+    let cs = [idle("a", now - Duration::from_secs(10)), idle("b", now - Duration::from_secs(25))];
+    assert_eq!(next_idle_deadline(&s, &cs, now), Some(Duration::from_secs(5)));
+}
+
+// ---- properties -------------------------------------------------------------------------
+
+fn arb_container(i: usize) -> impl Strategy<Value = ContainerView> {
+    (
+        prop_oneof![Just(Phase::Starting), Just(Phase::Ready), Just(Phase::Ready), Just(Phase::Failed), Just(Phase::Draining)],
+        prop::option::weighted(0.85, (0.0f64..3.0, 0u64..800_000_000)),
+        prop::option::of(0u64..200),
+        0usize..6,
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(move |(phase, usage, idle_for, in_flight, old)| {
+            let now = t0();
+            ContainerView {
+                id: format!("c{i}"),
+                spec_hash: if old { "old".into() } else { HASH.into() },
+                phase,
+                created: now - Duration::from_secs(i as u64),
+                usage: usage.map(|(cpu, rss)| Usage { cpu, rss }),
+                idle_since: idle_for.map(|s| now - Duration::from_secs(s)),
+                in_flight,
+            }
+        })
+}
+
+fn arb_pool() -> impl Strategy<Value = (EffectiveSpec, Vec<ContainerView>, PoolFacts)> {
+    (0u32..5, 1u32..12, 0usize..12, prop::option::of(0u64..100), 0usize..4, prop::option::of(1u32..5))
+        .prop_flat_map(|(min, extra, n, since_up, waiting, conc)| {
+            let max = min.max(1) + extra - 1;
+            let cs: Vec<_> = (0..n).map(arb_container).collect();
+            (Just((min, max, since_up, waiting, conc)), cs, 0usize..15)
+        })
+        .prop_map(|((min, max, since_up, waiting, conc), cs, replicas)| {
+            let s = spec_with(Scaling {
+                min_containers: Some(min),
+                max_containers: Some(max),
+                target_concurrency: conc,
+                ..Default::default()
+            });
+            let f = PoolFacts {
+                replicas,
+                last_scale_up: since_up.map(|s| t0() - Duration::from_secs(s)),
+                waiting_requests: waiting,
+            };
+            (s, cs, f)
+        })
+}
+
+/// A steady total CPU load spread evenly over the ready containers.
+fn spread(cs: &mut [ContainerView], load: f64, now: Instant) {
+    let n = cs.iter().filter(|c| c.phase == Phase::Ready).count().max(1) as f64;
+    for c in cs.iter_mut().filter(|c| c.phase == Phase::Ready) {
+        let cpu = load / n;
+        c.usage = Some(Usage { cpu, rss: 1_000_000 });
+        if cpu < 0.10 {
+            c.idle_since.get_or_insert(now);
+        } else {
+            c.idle_since = None;
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn decisions_stay_within_min_and_max((s, cs, f) in arb_pool()) {
+        let d = decide(&s, &cs, &f, t0());
+        prop_assert!(d.replicas >= s.scaling.min && d.replicas <= s.scaling.max, "{d:?}");
+        let p = plan(HASH, &cs, d.replicas, &d.victims);
+        let live = cs.iter().filter(|c| matches!(c.phase, Phase::Starting | Phase::Ready)).count();
+        let after = live + p.create - p.remove.iter().filter(|(id, _)| cs.iter().any(|c| c.id == *id && c.phase != Phase::Failed)).count();
+        // One container of surge while rolling out, never more.
+        prop_assert!(after <= s.scaling.max.max(d.replicas) + 1, "after={after} {p:?}");
+    }
+
+    #[test]
+    fn only_idle_ready_containers_are_chosen_for_scale_down((s, cs, f) in arb_pool()) {
+        let d = decide(&s, &cs, &f, t0());
+        for v in &d.victims {
+            let c = cs.iter().find(|c| c.id == *v).unwrap();
+            prop_assert_eq!(c.phase, Phase::Ready);
+            prop_assert_eq!(c.in_flight, 0);
+            prop_assert_eq!(classify(&s, c.usage.unwrap()), LoadState::Idle);
+        }
+    }
+
+    #[test]
+    fn missing_metrics_never_scale_down((s, mut cs, f) in arb_pool(), hole in 0usize..12) {
+        let ready: Vec<usize> = (0..cs.len()).filter(|&i| cs[i].phase == Phase::Ready).collect();
+        prop_assume!(!ready.is_empty());
+        cs[ready[hole % ready.len()]].usage = None;
+        let d = decide(&s, &cs, &f, t0());
+        prop_assert!(d.replicas >= f.replicas.clamp(s.scaling.min, s.scaling.max));
+        prop_assert!(d.victims.is_empty());
+    }
+
+    #[test]
+    fn more_load_never_means_fewer_containers((s, cs, f) in arb_pool(), extra in 0.0f64..2.0) {
+        let lo = decide(&s, &cs, &f, t0());
+        let mut hotter = cs.clone();
+        for c in hotter.iter_mut() {
+            if let Some(u) = c.usage.as_mut() {
+                u.cpu += extra;
+                if u.cpu >= 0.10 { c.idle_since = None; }
+            }
+        }
+        let hi = decide(&s, &hotter, &f, t0());
+        prop_assert!(hi.replicas >= lo.replicas, "lo={lo:?} hi={hi:?}");
+    }
+
+    #[test]
+    fn a_step_of_load_reaches_its_target_in_one_decision(k in 1.01f64..12.0, max in 1u32..16) {
+        let s = spec(1, max);
+        let load = k * s.scaling.cpu_overload_threshold;
+        let d = decide(&s, &[ready("a", load)], &facts(1), t0());
+        let want = (k - 1e-9).ceil() as usize;
+        prop_assert_eq!(d.replicas, want.min(max as usize));
+    }
+
+    #[test]
+    fn steady_load_settles_and_never_flaps(load in 0.0f64..6.0, start in 1usize..10, max in 1u32..10) {
+        let s = spec(1, max);
+        let mut now = t0();
+        let mut cs: Vec<ContainerView> = (0..start.min(max as usize)).map(|i| ready(&format!("c{i}"), 0.0)).collect();
+        let mut f = facts(cs.len());
+        let mut history = Vec::new();
+        for tick in 0..200 {
+            spread(&mut cs, load, now);
+            let d = decide(&s, &cs, &f, now);
+            if d.replicas > f.replicas { f.last_scale_up = Some(now); }
+            f.replicas = d.replicas;
+            let p = plan(HASH, &cs, d.replicas, &d.victims);
+            cs.retain(|c| !p.remove.iter().any(|(id, _)| *id == c.id));
+            for i in 0..p.create { cs.push(ready(&format!("t{tick}-{i}"), 0.0)); }
+            history.push(cs.len());
+            now += Duration::from_secs(2);
+        }
+        let tail = &history[100..];
+        prop_assert!(tail.iter().all(|n| *n == tail[0]), "count still moves: {history:?}");
+        let n = tail[0] as f64;
+        prop_assert!(load / n <= 0.70 + 1e-9 || tail[0] == max as usize, "settled overloaded at {n}");
+        // Settled at the smallest count the load allows, unless the cooldown keeps more
+        // because removing one would overload the rest.
+        if tail[0] > 1 {
+            prop_assert!(load / n >= 0.10 || load / (n - 1.0) >= 0.70, "kept {n} idle containers for load {load}");
+        }
+    }
+}
