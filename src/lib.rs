@@ -15,7 +15,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod api;
+pub mod controller;
 pub mod manifest;
+pub mod probe;
 pub mod runtime;
+pub mod sampler;
 pub mod scaler;

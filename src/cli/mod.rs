@@ -1,6 +1,7 @@
 //! Command-line parsing and printing. Each subcommand lives in its own file and calls
 //! into the library; nothing here decides anything the library could.
 
+mod run;
 mod validate;
 
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Run(run::Args),
     Validate(validate::Args),
     Schema(validate::SchemaArgs),
 }
@@ -36,6 +38,7 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => validate::schema(args),
     };
@@ -46,4 +49,14 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default `info`.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

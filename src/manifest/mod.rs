@@ -93,8 +93,9 @@ pub struct ManifestSet {
     pub errors: Vec<ManifestError>,
     /// Notices (skipped documents).
     pub notices: Vec<Notice>,
-    /// Names of pools whose documents are invalid: they keep their last valid spec.
-    pub invalid_pools: BTreeSet<String>,
+    /// Pools whose documents are invalid, with their first error: they keep their last
+    /// valid spec.
+    pub invalid_pools: BTreeMap<String, ManifestError>,
     /// Files that could not be read or parsed at all: pools last seen there are kept.
     pub broken_files: BTreeSet<PathBuf>,
     /// How many files were read.
@@ -320,11 +321,10 @@ fn read_text(
             } else {
                 "kind"
             };
-            set.errors.push(error(
+            reject(set, name.as_deref(), error(
                 "",
                 format!("document has no {missing}: every document needs apiVersion and kind (apiVersion: {API_VERSION}, kind: {KIND})"),
             ));
-            set.invalid_pools.extend(name);
             continue;
         };
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
@@ -338,21 +338,27 @@ fn read_text(
             continue;
         }
         if version != VERSION {
-            set.errors.push(error(
-                "apiVersion",
-                format!(
-                    "unsupported version {api_version:?}: this build understands {API_VERSION}"
+            reject(
+                set,
+                name.as_deref(),
+                error(
+                    "apiVersion",
+                    format!(
+                        "unsupported version {api_version:?}: this build understands {API_VERSION}"
+                    ),
                 ),
-            ));
-            set.invalid_pools.extend(name);
+            );
             continue;
         }
         if kind != KIND {
-            set.errors.push(error(
-                "kind",
-                format!("unknown kind {kind:?} in {GROUP}: expected {KIND}"),
-            ));
-            set.invalid_pools.extend(name);
+            reject(
+                set,
+                name.as_deref(),
+                error(
+                    "kind",
+                    format!("unknown kind {kind:?} in {GROUP}: expected {KIND}"),
+                ),
+            );
             continue;
         }
         let manifest: FunctionPool = match serde_path_to_error::deserialize(value) {
@@ -361,8 +367,7 @@ fn read_text(
                 let path = e.path().to_string();
                 let field = if path == "." { String::new() } else { path };
                 let message = explain_serde_error(&e.into_inner().to_string());
-                set.errors.push(error(&field, message));
-                set.invalid_pools.extend(name);
+                reject(set, name.as_deref(), error(&field, message));
                 continue;
             }
         };
@@ -370,24 +375,27 @@ fn read_text(
             Ok(spec) => spec,
             Err(errs) => {
                 for e in errs {
-                    set.errors.push(error(&e.path, e.message));
+                    reject(
+                        set,
+                        Some(&manifest.metadata.name),
+                        error(&e.path, e.message),
+                    );
                 }
-                set.invalid_pools.insert(manifest.metadata.name.clone());
                 continue;
             }
         };
         let source = locate("");
         if let Some(first) = seen.get(&spec.name) {
-            set.errors.push(error(
+            let e = error(
                 "metadata.name",
                 format!("pool {:?} is declared twice; first at {first}", spec.name),
-            ));
+            );
             set.pools.remove(&spec.name);
-            set.invalid_pools.insert(spec.name.clone());
+            reject(set, Some(&spec.name), e);
             continue;
         }
         seen.insert(spec.name.clone(), locate("metadata.name"));
-        if set.invalid_pools.contains(&spec.name) {
+        if set.invalid_pools.contains_key(&spec.name) {
             continue;
         }
         set.pools.insert(
@@ -399,6 +407,16 @@ fn read_text(
             },
         );
     }
+}
+
+/// Records an error, and the first error of its pool when the document names one.
+fn reject(set: &mut ManifestSet, pool: Option<&str>, e: ManifestError) {
+    if let Some(pool) = pool {
+        set.invalid_pools
+            .entry(pool.to_string())
+            .or_insert_with(|| e.clone());
+    }
+    set.errors.push(e);
 }
 
 /// Makes serde's messages read well and suggests the closest field name for typos.

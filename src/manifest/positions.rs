@@ -136,10 +136,8 @@ impl MarkedEventReceiver for Builder {
                 });
                 self.stack.clear();
             }
-            Event::Scalar(value, ..) => {
-                if !self.take_key(&value, mark) {
-                    self.value_path(mark);
-                }
+            Event::Scalar(value, ..) if !self.take_key(&value, mark) => {
+                self.value_path(mark);
             }
             Event::Alias(_) => {
                 self.value_path(mark);

@@ -84,6 +84,29 @@ impl DockerRuntime {
         Ok(Self::with_docker(docker, instance))
     }
 
+    /// Connects like [`DockerRuntime::connect`]; when the daemon does not answer yet, returns
+    /// a client pinned to API 1.41 (which every daemon since Docker 20.10 speaks) instead
+    /// of failing, so the operator can start, report Docker as unreachable, and recover by
+    /// itself when the daemon comes up.
+    pub async fn connect_or_pin(instance: String) -> Result<Self, RuntimeError> {
+        match Self::connect(instance.clone()).await {
+            Ok(rt) => Ok(rt),
+            Err(RuntimeError::Unavailable(reason)) => {
+                tracing::warn!("Docker is unreachable ({reason}); will keep retrying");
+                let addr = std::env::var("DOCKER_HOST")
+                    .unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+                let pinned = bollard::ClientVersion {
+                    major_version: 1,
+                    minor_version: 41,
+                };
+                let docker = Docker::connect_with_local(&addr, REQUEST_TIMEOUT.as_secs(), &pinned)
+                    .map_err(map_err)?;
+                Ok(Self::with_docker(docker, instance))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Wraps an existing client (already connected and negotiated by the caller) for the
     /// containers of `instance`.
     pub fn with_docker(docker: Docker, instance: String) -> Self {
@@ -235,6 +258,10 @@ impl DockerRuntime {
 }
 
 impl Runtime for DockerRuntime {
+    fn docker_client(&self) -> Option<bollard::Docker> {
+        Some(self.docker.clone())
+    }
+
     #[tracing::instrument(skip(self), fields(instance = %self.instance))]
     async fn ping(&self) -> Result<(), RuntimeError> {
         self.docker.ping().await.map(|_| ()).map_err(map_err)

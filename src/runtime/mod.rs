@@ -6,6 +6,8 @@
 //! something already gone, or starting something already running, is not an error.
 
 pub mod docker;
+#[cfg(test)]
+pub mod memory;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -207,6 +209,12 @@ pub trait Runtime: Send + Sync + 'static {
         id: &str,
         grace: Duration,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// The bollard client, when this runtime is Docker (for the stats-API fallback of
+    /// the sampler); `None` for other runtimes.
+    fn docker_client(&self) -> Option<bollard::Docker> {
+        None
+    }
 
     /// Events for this instance's containers, from now on. The stream ends or errors when
     /// the connection drops; the caller resubscribes and relists.

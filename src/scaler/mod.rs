@@ -166,13 +166,22 @@ fn ceil_div(sum: f64, per: f64) -> usize {
 /// let d = decide(&spec, &[busy], &PoolFacts { replicas: 1, ..Default::default() }, now);
 /// assert_eq!((d.replicas, d.reason), (2, Reason::Cpu)); // ceil(1.4 / 0.7)
 /// ```
-pub fn decide(spec: &EffectiveSpec, containers: &[ContainerView], facts: &PoolFacts, now: Instant) -> Decision {
+pub fn decide(
+    spec: &EffectiveSpec,
+    containers: &[ContainerView],
+    facts: &PoolFacts,
+    now: Instant,
+) -> Decision {
     let s = &spec.scaling;
     let live: Vec<&ContainerView> = containers
         .iter()
         .filter(|c| matches!(c.phase, Phase::Starting | Phase::Ready))
         .collect();
-    let ready: Vec<&ContainerView> = live.iter().copied().filter(|c| c.phase == Phase::Ready).collect();
+    let ready: Vec<&ContainerView> = live
+        .iter()
+        .copied()
+        .filter(|c| c.phase == Phase::Ready)
+        .collect();
     let starting = live.len() - ready.len();
 
     let mut replicas = facts.replicas.clamp(s.min, s.max);
@@ -191,12 +200,17 @@ pub fn decide(spec: &EffectiveSpec, containers: &[ContainerView], facts: &PoolFa
     // Scale up.
     let samples: Vec<Usage> = ready.iter().filter_map(|c| c.usage).collect();
     let all_sampled = !ready.is_empty() && samples.len() == ready.len();
-    let all_overloaded =
-        all_sampled && samples.iter().all(|u| classify(spec, *u) == LoadState::Overloaded);
+    let all_overloaded = all_sampled
+        && samples
+            .iter()
+            .all(|u| classify(spec, *u) == LoadState::Overloaded);
     let mut proposal = 0;
     let mut proposal_reason = Reason::Steady;
     if all_overloaded {
-        let cpu = ceil_div(samples.iter().map(|u| u.cpu).sum(), s.cpu_overload_threshold);
+        let cpu = ceil_div(
+            samples.iter().map(|u| u.cpu).sum(),
+            s.cpu_overload_threshold,
+        );
         let mem = ceil_div(
             samples.iter().map(|u| u.rss as f64).sum(),
             s.memory_overload_threshold as f64,
@@ -210,7 +224,8 @@ pub fn decide(spec: &EffectiveSpec, containers: &[ContainerView], facts: &PoolFa
         };
     }
     if let Some(target) = s.target_concurrency {
-        let in_flight: usize = live.iter().map(|c| c.in_flight).sum::<usize>() + facts.waiting_requests;
+        let in_flight: usize =
+            live.iter().map(|c| c.in_flight).sum::<usize>() + facts.waiting_requests;
         if !ready.is_empty() && in_flight > target as usize * ready.len() {
             let conc = in_flight.div_ceil(target as usize);
             if conc > proposal {
@@ -246,11 +261,17 @@ pub fn decide(spec: &EffectiveSpec, containers: &[ContainerView], facts: &PoolFa
         .copied()
         .filter(|c| {
             c.in_flight == 0
-                && c.usage.is_some_and(|u| classify(spec, u) == LoadState::Idle)
-                && c.idle_since.is_some_and(|t| now.saturating_duration_since(t) >= s.cooldown_duration)
+                && c.usage
+                    .is_some_and(|u| classify(spec, u) == LoadState::Idle)
+                && c.idle_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= s.cooldown_duration)
         })
         .collect();
-    candidates.sort_by(|a, b| a.idle_since.cmp(&b.idle_since).then_with(|| a.id.cmp(&b.id)));
+    candidates.sort_by(|a, b| {
+        a.idle_since
+            .cmp(&b.idle_since)
+            .then_with(|| a.id.cmp(&b.id))
+    });
     let total_cpu: f64 = samples.iter().map(|u| u.cpu).sum();
     let total_rss: f64 = samples.iter().map(|u| u.rss as f64).sum();
     let total_in_flight: usize = live.iter().map(|c| c.in_flight).sum();
@@ -265,7 +286,8 @@ pub fn decide(spec: &EffectiveSpec, containers: &[ContainerView], facts: &PoolFa
             total_in_flight == 0 && total_cpu < s.cooldown_cpu_threshold
         } else {
             let n = remaining_ready as f64;
-            total_cpu / n < s.cpu_overload_threshold && total_rss / n < s.memory_overload_threshold as f64
+            total_cpu / n < s.cpu_overload_threshold
+                && total_rss / n < s.memory_overload_threshold as f64
         };
         if !fits {
             break;
@@ -314,7 +336,12 @@ impl Plan {
 /// Failed containers go; a spec change rolls out one container at a time, the new one
 /// ready before an old one is removed (so ready capacity never drops while rolling);
 /// surplus containers go in the order: `victims`, not yet ready, fewest requests in flight.
-pub fn plan(spec_hash: &str, containers: &[ContainerView], replicas: usize, victims: &[String]) -> Plan {
+pub fn plan(
+    spec_hash: &str,
+    containers: &[ContainerView],
+    replicas: usize,
+    victims: &[String],
+) -> Plan {
     let mut p = Plan::default();
     let mut live: Vec<&ContainerView> = Vec::new();
     for c in containers {
@@ -337,17 +364,38 @@ pub fn plan(spec_hash: &str, containers: &[ContainerView], replicas: usize, vict
 
     // Removal preference: victims first, then not-ready, then least busy, then newest.
     let rank = |c: &&ContainerView| {
-        let victim = victims.iter().position(|v| *v == c.id).unwrap_or(usize::MAX);
-        (victim, c.phase == Phase::Ready, c.in_flight, std::cmp::Reverse(c.created))
+        let victim = victims
+            .iter()
+            .position(|v| *v == c.id)
+            .unwrap_or(usize::MAX);
+        (
+            victim,
+            c.phase == Phase::Ready,
+            c.in_flight,
+            std::cmp::Reverse(c.created),
+        )
     };
+
+    let mut outgoing = old_ready.clone();
+    outgoing.sort_by_key(|c| {
+        let victim = victims
+            .iter()
+            .position(|v| *v == c.id)
+            .unwrap_or(usize::MAX);
+        (victim, c.in_flight, c.created)
+    });
 
     if new.len() >= replicas {
         let mut surplus = new.clone();
         surplus.sort_by_key(rank);
-        for c in surplus.iter().take(new.len() - replicas) {
+        let surplus = &surplus[..new.len() - replicas];
+        for c in surplus {
             p.remove.push((c.id.clone(), RemoveReason::Surplus));
         }
-        for c in &old_ready {
+        // Old containers go only as new ones are ready to take their place.
+        let ready_kept = new_ready - surplus.iter().filter(|c| c.phase == Phase::Ready).count();
+        let excess = (ready_kept + old_ready.len()).saturating_sub(replicas);
+        for c in outgoing.iter().take(excess) {
             p.remove.push((c.id.clone(), RemoveReason::Outdated));
         }
         return p;
@@ -367,11 +415,6 @@ pub fn plan(spec_hash: &str, containers: &[ContainerView], replicas: usize, vict
         p.create = 1;
     }
     let excess = (new_ready + old_ready.len()).saturating_sub(replicas);
-    let mut outgoing = old_ready.clone();
-    outgoing.sort_by_key(|c| {
-        let victim = victims.iter().position(|v| *v == c.id).unwrap_or(usize::MAX);
-        (victim, c.in_flight, c.created)
-    });
     for c in outgoing.iter().take(excess) {
         p.remove.push((c.id.clone(), RemoveReason::Outdated));
     }
@@ -390,7 +433,11 @@ pub fn adopted_replicas(spec: &EffectiveSpec, containers: &[ContainerView]) -> u
 
 /// How long until [`decide`] might change its mind about idle containers, so the
 /// controller can requeue exactly then instead of polling.
-pub fn next_idle_deadline(spec: &EffectiveSpec, containers: &[ContainerView], now: Instant) -> Option<Duration> {
+pub fn next_idle_deadline(
+    spec: &EffectiveSpec,
+    containers: &[ContainerView],
+    now: Instant,
+) -> Option<Duration> {
     containers
         .iter()
         .filter_map(|c| c.idle_since)

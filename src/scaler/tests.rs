@@ -43,7 +43,10 @@ fn ready(id: &str, cpu: f64) -> ContainerView {
         spec_hash: HASH.into(),
         phase: Phase::Ready,
         created: t0(),
-        usage: Some(Usage { cpu, rss: 10_000_000 }),
+        usage: Some(Usage {
+            cpu,
+            rss: 10_000_000,
+        }),
         idle_since: None,
         in_flight: 0,
     }
@@ -108,7 +111,10 @@ fn scale_up_is_sized_by_the_hpa_formula_and_capped_at_max() {
 fn memory_proposal_wins_when_larger() {
     let s = spec(1, 10);
     let mut c = ready("a", 0.2);
-    c.usage = Some(Usage { cpu: 0.2, rss: 1_000_000_000 });
+    c.usage = Some(Usage {
+        cpu: 0.2,
+        rss: 1_000_000_000,
+    });
     let d = decide(&s, &[c], &facts(1), t0());
     assert_eq!((d.replicas, d.reason), (4, Reason::Memory)); // ceil(1e9 / 3e8)
 }
@@ -139,7 +145,12 @@ fn missing_metrics_never_cause_a_scale_down_or_up() {
     let mut unsampled = ready("b", 0.0);
     unsampled.usage = None;
     let long_ago = now - Duration::from_secs(600);
-    let d = decide(&s, &[idle("a", long_ago), unsampled.clone()], &facts(2), now);
+    let d = decide(
+        &s,
+        &[idle("a", long_ago), unsampled.clone()],
+        &facts(2),
+        now,
+    );
     assert_eq!(d.replicas, 2);
     let d = decide(&s, &[ready("a", 0.99), unsampled], &facts(2), now);
     assert_eq!(d.replicas, 2);
@@ -163,7 +174,10 @@ fn idle_containers_go_after_the_cooldown_longest_idle_first() {
 fn no_scale_down_within_the_cooldown_after_a_scale_up() {
     let s = spec(1, 10);
     let now = t0();
-    let cs = [idle("a", now - Duration::from_secs(100)), idle("b", now - Duration::from_secs(100))];
+    let cs = [
+        idle("a", now - Duration::from_secs(100)),
+        idle("b", now - Duration::from_secs(100)),
+    ];
     let f = PoolFacts {
         replicas: 2,
         last_scale_up: Some(now - Duration::from_secs(5)),
@@ -195,7 +209,12 @@ fn scale_down_keeps_the_survivors_under_the_cpu_threshold() {
 fn a_min_zero_pool_goes_to_zero_only_without_requests() {
     let s = spec(0, 3);
     let now = t0();
-    let d = decide(&s, &[idle("a", now - Duration::from_secs(100))], &facts(1), now);
+    let d = decide(
+        &s,
+        &[idle("a", now - Duration::from_secs(100))],
+        &facts(1),
+        now,
+    );
     assert_eq!(d.replicas, 0);
     let mut busy = idle("a", now - Duration::from_secs(100));
     busy.in_flight = 1;
@@ -218,7 +237,10 @@ fn waiting_requests_start_a_zero_pool_sized_by_target_concurrency() {
         target_concurrency: Some(3),
         ..Default::default()
     });
-    let f = PoolFacts { waiting_requests: 10, ..f };
+    let f = PoolFacts {
+        waiting_requests: 10,
+        ..f
+    };
     assert_eq!(decide(&s, &[], &f, t0()).replicas, 4);
 }
 
@@ -244,7 +266,10 @@ fn view(id: &str, hash: &str, phase: Phase) -> ContainerView {
 
 #[test]
 fn plan_creates_up_to_replicas_and_replaces_failed_containers() {
-    let cs = [view("a", HASH, Phase::Ready), view("b", HASH, Phase::Failed)];
+    let cs = [
+        view("a", HASH, Phase::Ready),
+        view("b", HASH, Phase::Failed),
+    ];
     let p = plan(HASH, &cs, 3, &[]);
     assert_eq!(p.create, 2);
     assert_eq!(p.remove, [("b".to_string(), RemoveReason::Failed)]);
@@ -268,12 +293,17 @@ fn plan_removes_surplus_victims_first_then_starting() {
 fn a_rollout_replaces_one_container_at_a_time_new_ready_before_old_goes() {
     // Simulate a rollout of 3 containers, applying each plan with new containers
     // becoming ready one pass later.
-    let mut cs: Vec<ContainerView> = (0..3).map(|i| view(&format!("old{i}"), "old", Phase::Ready)).collect();
+    let mut cs: Vec<ContainerView> = (0..3)
+        .map(|i| view(&format!("old{i}"), "old", Phase::Ready))
+        .collect();
     let mut next = 0;
     for _ in 0..20 {
         let p = plan(HASH, &cs, 3, &[]);
         let ready_before = cs.iter().filter(|c| c.phase == Phase::Ready).count();
-        assert!(p.create <= 1, "more than one new container at a time: {p:?}");
+        assert!(
+            p.create <= 1,
+            "more than one new container at a time: {p:?}"
+        );
         for c in cs.iter_mut() {
             if c.phase == Phase::Starting {
                 c.phase = Phase::Ready;
@@ -281,20 +311,28 @@ fn a_rollout_replaces_one_container_at_a_time_new_ready_before_old_goes() {
         }
         cs.retain(|c| !p.remove.iter().any(|(id, _)| *id == c.id));
         let ready_after = cs.iter().filter(|c| c.phase == Phase::Ready).count();
-        assert!(ready_after >= 3.min(ready_before), "ready dropped from {ready_before} to {ready_after}");
+        assert!(
+            ready_after >= 3.min(ready_before),
+            "ready dropped from {ready_before} to {ready_after}"
+        );
         for _ in 0..p.create {
             cs.push(view(&format!("new{next}"), HASH, Phase::Starting));
             next += 1;
         }
     }
-    assert!(cs.iter().all(|c| c.spec_hash == HASH && c.phase == Phase::Ready));
+    assert!(cs
+        .iter()
+        .all(|c| c.spec_hash == HASH && c.phase == Phase::Ready));
     assert_eq!(cs.len(), 3);
     assert_eq!(next, 3, "exactly three new containers were made");
 }
 
 #[test]
 fn outdated_containers_that_are_not_ready_go_at_once() {
-    let cs = [view("a", "old", Phase::Starting), view("b", "old", Phase::Ready)];
+    let cs = [
+        view("a", "old", Phase::Starting),
+        view("b", "old", Phase::Ready),
+    ];
     let p = plan(HASH, &cs, 1, &[]);
     assert_eq!(p.remove, [("a".to_string(), RemoveReason::Outdated)]);
     assert_eq!(p.create, 1);
@@ -302,7 +340,10 @@ fn outdated_containers_that_are_not_ready_go_at_once() {
 
 #[test]
 fn a_plan_with_nothing_to_do_is_empty() {
-    let cs = [view("a", HASH, Phase::Ready), view("b", HASH, Phase::Starting)];
+    let cs = [
+        view("a", HASH, Phase::Ready),
+        view("b", HASH, Phase::Starting),
+    ];
     assert!(plan(HASH, &cs, 2, &[]).is_empty());
 }
 
@@ -310,15 +351,27 @@ fn a_plan_with_nothing_to_do_is_empty() {
 fn the_idle_deadline_points_at_the_next_cooldown_expiry() {
     let s = spec(1, 10);
     let now = t0();
-    let cs = [idle("a", now - Duration::from_secs(10)), idle("b", now - Duration::from_secs(25))];
-    assert_eq!(next_idle_deadline(&s, &cs, now), Some(Duration::from_secs(5)));
+    let cs = [
+        idle("a", now - Duration::from_secs(10)),
+        idle("b", now - Duration::from_secs(25)),
+    ];
+    assert_eq!(
+        next_idle_deadline(&s, &cs, now),
+        Some(Duration::from_secs(5))
+    );
 }
 
 // ---- properties -------------------------------------------------------------------------
 
 fn arb_container(i: usize) -> impl Strategy<Value = ContainerView> {
     (
-        prop_oneof![Just(Phase::Starting), Just(Phase::Ready), Just(Phase::Ready), Just(Phase::Failed), Just(Phase::Draining)],
+        prop_oneof![
+            Just(Phase::Starting),
+            Just(Phase::Ready),
+            Just(Phase::Ready),
+            Just(Phase::Failed),
+            Just(Phase::Draining)
+        ],
         prop::option::weighted(0.85, (0.0f64..3.0, 0u64..800_000_000)),
         prop::option::of(0u64..200),
         0usize..6,
@@ -339,7 +392,14 @@ fn arb_container(i: usize) -> impl Strategy<Value = ContainerView> {
 }
 
 fn arb_pool() -> impl Strategy<Value = (EffectiveSpec, Vec<ContainerView>, PoolFacts)> {
-    (0u32..5, 1u32..12, 0usize..12, prop::option::of(0u64..100), 0usize..4, prop::option::of(1u32..5))
+    (
+        0u32..5,
+        1u32..12,
+        0usize..12,
+        prop::option::of(0u64..100),
+        0usize..4,
+        prop::option::of(1u32..5),
+    )
         .prop_flat_map(|(min, extra, n, since_up, waiting, conc)| {
             let max = min.max(1) + extra - 1;
             let cs: Vec<_> = (0..n).map(arb_container).collect();
@@ -366,7 +426,10 @@ fn spread(cs: &mut [ContainerView], load: f64, now: Instant) {
     let n = cs.iter().filter(|c| c.phase == Phase::Ready).count().max(1) as f64;
     for c in cs.iter_mut().filter(|c| c.phase == Phase::Ready) {
         let cpu = load / n;
-        c.usage = Some(Usage { cpu, rss: 1_000_000 });
+        c.usage = Some(Usage {
+            cpu,
+            rss: 1_000_000,
+        });
         if cpu < 0.10 {
             c.idle_since.get_or_insert(now);
         } else {
@@ -459,6 +522,37 @@ proptest! {
         // because removing one would overload the rest.
         if tail[0] > 1 {
             prop_assert!(load / n >= 0.10 || load / (n - 1.0) >= 0.70, "kept {n} idle containers for load {load}");
+        }
+    }
+}
+
+proptest! {
+    /// Whatever order new containers become ready in, and whatever the target, a rollout
+    /// never lowers ready capacity below min(target, what was ready).
+    #[test]
+    fn rollouts_never_lower_ready_capacity(
+        olds in 1usize..6,
+        replicas in 1usize..6,
+        readiness in prop::collection::vec(prop::bool::ANY, 60),
+    ) {
+        let mut cs: Vec<ContainerView> = (0..olds).map(|i| view(&format!("old{i}"), "old", Phase::Ready)).collect();
+        let mut next = 0;
+        for become_ready in readiness {
+            let ready_before = cs.iter().filter(|c| c.phase == Phase::Ready).count();
+            let p = plan(HASH, &cs, replicas, &[]);
+            cs.retain(|c| !p.remove.iter().any(|(id, _)| *id == c.id));
+            let ready_after = cs.iter().filter(|c| c.phase == Phase::Ready).count();
+            prop_assert!(ready_after >= replicas.min(ready_before), "ready {ready_before} -> {ready_after} ({p:?})");
+            for _ in 0..p.create {
+                cs.push(view(&format!("new{next}"), HASH, Phase::Starting));
+                next += 1;
+            }
+            // Sometimes the oldest starting container becomes ready.
+            if become_ready {
+                if let Some(c) = cs.iter_mut().find(|c| c.phase == Phase::Starting) {
+                    c.phase = Phase::Ready;
+                }
+            }
         }
     }
 }

@@ -1,0 +1,172 @@
+//! `invok run`: the operator.
+
+use std::io::{Read, Seek, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use invok::api::{check_dns1123_label, ScalingDefaults};
+use invok::controller::{Config, Controller};
+use invok::runtime::docker::DockerRuntime;
+
+use super::EXIT_OK;
+
+/// Run the operator: keep every pool of the manifest directory converged on Docker.
+///
+/// Watches the directory (re-reading it in full after each burst of changes, and every
+/// 30 s), follows Docker's events (and relists every 10 s), samples CPU and memory of
+/// every container, and scales each pool within [minContainers, maxContainers].
+/// A manifest that turns invalid keeps its last valid spec running; a deleted one
+/// removes its containers. All state lives in Docker: a restarted operator adopts the
+/// containers it finds. SIGINT/SIGTERM stop the operator and leave containers running.
+///
+/// Omitted scaling fields take their defaults from CPU_OVERLOAD_THRESHOLD,
+/// MEMORY_OVERLOAD_THRESHOLD, COOLDOWN_CPU_THRESHOLD, COOLDOWN_DURATION_SECS,
+/// MIN_CONTAINERS_PER_FUNCTION, MAX_CONTAINERS_PER_FUNCTION and POLL_INTERVAL_SECS.
+/// Logs go to stderr; RUST_LOG=debug shows more.
+///
+/// Example:
+///   invok run --manifests ./manifests
+///   INVOK_INSTANCE=staging invok run --admin-listen 127.0.0.1:9081
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The manifest directory to watch.
+    #[arg(
+        long,
+        env = "INVOK_MANIFESTS",
+        default_value = "./manifests",
+        value_name = "DIR"
+    )]
+    manifests: PathBuf,
+    /// Address of the admin API (/status, /api/v1/pools, /healthz, /readyz).
+    #[arg(
+        long,
+        env = "INVOK_ADMIN_LISTEN",
+        default_value = "127.0.0.1:8081",
+        value_name = "ADDR"
+    )]
+    admin_listen: SocketAddr,
+    /// This operator's name on the Docker host: it only touches containers labelled
+    /// with it, and two operators with the same instance refuse to run together.
+    #[arg(
+        long,
+        env = "INVOK_INSTANCE",
+        default_value = "default",
+        value_name = "NAME"
+    )]
+    instance: String,
+    /// How often the manifest directory is re-read even without file events.
+    #[arg(long, env = "INVOK_RESCAN_INTERVAL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    rescan_interval: std::time::Duration,
+    /// How often containers are relisted even without Docker events.
+    #[arg(long, env = "INVOK_RELIST_INTERVAL", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    relist_interval: std::time::Duration,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    match invok::api::parse_duration(s)? {
+        d if d.is_zero() => Err("must be greater than 0".into()),
+        d => Ok(d),
+    }
+}
+
+/// Holds the instance lock for as long as the operator runs.
+struct InstanceLock {
+    _file: std::fs::File,
+}
+
+fn lock_instance(instance: &str, admin: SocketAddr) -> anyhow::Result<InstanceLock> {
+    let dir = std::env::var_os("INVOK_LOCK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let run = PathBuf::from("/run/invok");
+            if std::fs::create_dir_all(&run).is_ok() {
+                run
+            } else {
+                std::env::temp_dir()
+            }
+        });
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating lock directory {}", dir.display()))?;
+    let daemon = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "local".into());
+    let daemon_tag: String = daemon
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let path = dir.join(format!("{instance}@{daemon_tag}.lock"));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening lock file {}", path.display()))?;
+    if file.try_lock().is_err() {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        bail!(
+            "another `invok run --instance {instance}` already manages this Docker host ({}); \
+             stop it first, or give this one another --instance (lock: {})",
+            holder.trim(),
+            path.display()
+        );
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "pid {}, admin API {admin}", std::process::id())?;
+    file.flush()?;
+    Ok(InstanceLock { _file: file })
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    check_dns1123_label(&args.instance).map_err(|e| anyhow::anyhow!("--instance: {e}"))?;
+    let defaults = ScalingDefaults::from_env()?;
+    let _lock = lock_instance(&args.instance, args.admin_listen)?;
+    super::init_logging();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let admin = tokio::net::TcpListener::bind(args.admin_listen)
+            .await
+            .with_context(|| format!("binding the admin API to {}", args.admin_listen))?;
+        let runtime = Arc::new(DockerRuntime::connect_or_pin(args.instance.clone()).await?);
+        let mut config = Config::new(&args.manifests, &args.instance);
+        config.defaults = defaults;
+        config.rescan_interval = args.rescan_interval;
+        config.relist_interval = args.relist_interval;
+        tracing::info!(
+            instance = %args.instance,
+            manifests = %args.manifests.display(),
+            admin = %args.admin_listen,
+            "invok operator starting"
+        );
+        let controller = Controller::new(runtime, config);
+        let shared = controller.shared();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let admin_task = tokio::spawn(invok::admin::serve(admin, shared, stopped(stop_rx.clone())));
+        let signal = async {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        };
+        tokio::join!(controller.run(stopped(stop_rx.clone())), signal);
+        let _ = admin_task.await;
+        Ok(EXIT_OK)
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,534 @@
+//! The control loop: desired pools from the manifest directory, observed containers from
+//! Docker, and a reconcile per pool that converges the two.
+//!
+//! ```text
+//! manifest watcher + rescan ---> Desired ---------+
+//!                                                 +--> scheduler --> reconcile(pool) --> Runtime
+//! docker events + relist ------> ObservedStore ---+         ^               |
+//! probes, sampler, gateway ----> ObservedStore -------------+ (triggers)    +--> PoolStatus
+//! ```
+//!
+//! Every input is a trigger for the pools it concerns; the scheduler deduplicates them and
+//! runs one reconcile per pool at a time. A reconcile reads the latest desired and
+//! observed state (never the event that woke it), so missed or repeated events are
+//! harmless, and a pass with nothing to do touches nothing.
+
+mod reconcile;
+pub mod report;
+pub mod scheduler;
+pub mod status;
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::time::Instant;
+
+use crate::api::{EffectiveSpec, FunctionPool, ScalingDefaults};
+use crate::manifest::{self, Location, ManifestSet};
+use crate::runtime::Runtime;
+
+pub use scheduler::{Action, Trigger};
+pub use status::PoolStatus;
+pub use store::ObservedStore;
+
+/// How the operator runs; every field has a sensible default.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The manifest directory.
+    pub manifests: PathBuf,
+    /// This operator's instance name (the `dev.invok.instance` label).
+    pub instance: String,
+    /// Defaults for omitted scaling fields.
+    pub defaults: ScalingDefaults,
+    /// Reconciles running at once (different pools).
+    pub concurrency: usize,
+    /// The directory is re-read this often even without events (safety net).
+    pub rescan_interval: Duration,
+    /// Containers are relisted this often even without events (repairs missed events).
+    pub relist_interval: Duration,
+    /// Quiet time after the last file event before the directory is re-read.
+    pub debounce: Duration,
+    /// A container not ready this long after it appeared is replaced.
+    pub startup_timeout: Duration,
+    /// SIGTERM grace before SIGKILL when a container is removed.
+    pub stop_grace: Duration,
+}
+
+impl Config {
+    /// Defaults for a directory and instance.
+    pub fn new(manifests: impl Into<PathBuf>, instance: impl Into<String>) -> Config {
+        Config {
+            manifests: manifests.into(),
+            instance: instance.into(),
+            defaults: ScalingDefaults::default(),
+            concurrency: 8,
+            rescan_interval: Duration::from_secs(30),
+            relist_interval: Duration::from_secs(10),
+            debounce: Duration::from_millis(150),
+            startup_timeout: Duration::from_secs(60),
+            stop_grace: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A pool as the manifests declare it.
+#[derive(Clone, Debug)]
+pub struct DesiredPool {
+    /// The validated spec in force (the last valid one).
+    pub spec: Arc<EffectiveSpec>,
+    /// What the user wrote.
+    pub manifest: FunctionPool,
+    /// Where.
+    pub source: Location,
+}
+
+/// The desired state: every pool the directory declares, and what could not be read.
+#[derive(Debug, Default)]
+pub struct Desired {
+    /// Pools with a valid spec (current, or the last valid one).
+    pub pools: BTreeMap<String, DesiredPool>,
+    /// Pools whose manifest is currently invalid, with the first error.
+    pub invalid: BTreeMap<String, String>,
+    /// The directory has been read successfully at least once.
+    pub synced: bool,
+    /// Some file could not be parsed at all: unknown pools must not be pruned.
+    pub prune_blocked: bool,
+    /// The errors of the last read.
+    pub errors: Vec<String>,
+}
+
+impl Desired {
+    /// Applies a full read of the directory; returns the pools that changed.
+    pub fn apply(&mut self, set: ManifestSet) -> BTreeSet<String> {
+        let mut changed = BTreeSet::new();
+        // Each problem is logged once, when it appears, not on every rescan.
+        for e in &set.errors {
+            let text = e.to_string();
+            if !self.errors.contains(&text) {
+                tracing::warn!("invalid manifest: {text}");
+            }
+        }
+        let first_error: BTreeMap<String, String> = set
+            .invalid_pools
+            .iter()
+            .map(|(name, e)| (name.clone(), e.to_string()))
+            .collect();
+        let broken: HashSet<PathBuf> = set.broken_files.iter().cloned().collect();
+        let mut next: BTreeMap<String, DesiredPool> = BTreeMap::new();
+        for (name, p) in set.pools {
+            let spec = Arc::new(p.spec);
+            let same = self.pools.get(&name).is_some_and(|old| *old.spec == *spec);
+            if !same {
+                changed.insert(name.clone());
+            }
+            next.insert(
+                name,
+                DesiredPool {
+                    spec,
+                    manifest: p.manifest,
+                    source: p.source,
+                },
+            );
+        }
+        for (name, old) in std::mem::take(&mut self.pools) {
+            if next.contains_key(&name) {
+                continue;
+            }
+            if first_error.contains_key(&name) || broken.contains(&old.source.file) {
+                // Invalid now: keep the last valid spec running.
+                next.insert(name, old);
+            } else {
+                changed.insert(name);
+            }
+        }
+        for name in first_error.keys().chain(self.invalid.keys()) {
+            changed.insert(name.clone());
+        }
+        self.pools = next;
+        self.invalid = first_error;
+        self.prune_blocked = !broken.is_empty();
+        self.errors = set.errors.iter().map(|e| e.to_string()).collect();
+        self.synced = true;
+        changed
+    }
+
+    /// True when containers of `pool` may be removed because no manifest declares it.
+    pub fn may_prune(&self, pool: &str) -> bool {
+        self.synced
+            && !self.prune_blocked
+            && !self.pools.contains_key(pool)
+            && !self.invalid.contains_key(pool)
+    }
+}
+
+/// Per-pool memory of the controller between reconciles.
+#[derive(Debug, Default)]
+pub(crate) struct PoolState {
+    /// The replica target (like a Deployment's `spec.replicas`), set by the scaler.
+    pub replicas: Option<usize>,
+    /// When the pool last grew because of load.
+    pub last_scale_up: Option<Instant>,
+    /// Container failures since the pool last ran cleanly (CrashLoopBackOff).
+    pub failures: u32,
+    /// No creates before this instant (crash-loop backoff).
+    pub create_not_before: Option<Instant>,
+    /// Consecutive reconcile errors (error backoff).
+    pub errors: u32,
+    /// The spec hash whose image and network are known to exist.
+    pub prepared: Option<String>,
+    /// Requests waiting at the gateway.
+    pub waiting: usize,
+    /// Status for the admin API.
+    pub status: PoolStatus,
+    /// The pool was announced in the log.
+    pub announced: bool,
+}
+
+/// Health of the operator's inputs, for `/readyz`.
+#[derive(Debug, Default)]
+pub struct Health {
+    docker_ok: AtomicBool,
+    docker_error: Mutex<Option<String>>,
+    /// Full container lists taken (successful or not).
+    pub relists: std::sync::atomic::AtomicU64,
+    /// Reads of the manifest directory attempted (successful or not).
+    pub manifest_reads: std::sync::atomic::AtomicU64,
+}
+
+impl Health {
+    /// Records the outcome of a Docker call.
+    pub fn docker(&self, result: Result<(), String>) {
+        let ok = result.is_ok();
+        let was = self.docker_ok.swap(ok, Ordering::Relaxed);
+        if was && !ok {
+            tracing::warn!(
+                "Docker became unreachable: {}",
+                result.as_ref().unwrap_err()
+            );
+        } else if !was && ok {
+            tracing::info!("Docker answers");
+        }
+        *self.docker_error.lock().unwrap_or_else(|e| e.into_inner()) = result.err();
+    }
+
+    /// Whether the last Docker call reached the daemon, and the error if not.
+    pub fn docker_status(&self) -> (bool, Option<String>) {
+        (
+            self.docker_ok.load(Ordering::Relaxed),
+            self.docker_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// The state shared by the controller's tasks and its readers (admin API, gateway).
+pub struct Shared<R> {
+    /// The container runtime.
+    pub runtime: Arc<R>,
+    /// Configuration.
+    pub config: Config,
+    /// Observed containers.
+    pub store: Arc<ObservedStore>,
+    /// Desired pools.
+    pub desired: RwLock<Desired>,
+    /// Health of the inputs.
+    pub health: Health,
+    /// Triggers reconciles.
+    pub trigger: Trigger,
+    pub(crate) pools: Mutex<HashMap<String, PoolState>>,
+    probing: Mutex<HashSet<String>>,
+    relist_now: tokio::sync::Notify,
+}
+
+impl<R> Shared<R> {
+    /// Reads the desired state.
+    pub fn desired(&self) -> std::sync::RwLockReadGuard<'_, Desired> {
+        self.desired.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn pool_state<T>(&self, pool: &str, f: impl FnOnce(&mut PoolState) -> T) -> T {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        f(pools.entry(pool.to_string()).or_default())
+    }
+
+    /// A snapshot of a pool's status.
+    pub fn pool_status(&self, pool: &str) -> Option<PoolStatus> {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools.get(pool).map(|p| p.status.clone())
+    }
+
+    /// Every pool the controller knows: declared, invalid or with containers.
+    pub fn pool_names(&self) -> BTreeSet<String> {
+        let d = self.desired();
+        let mut names: BTreeSet<String> = d.pools.keys().cloned().collect();
+        names.extend(d.invalid.keys().cloned());
+        names.extend(self.store.pools());
+        names
+    }
+
+    /// Adds (or with a negative delta, removes) requests waiting for a container of
+    /// `pool`, and wakes its reconcile when the first one arrives.
+    pub fn add_waiting(&self, pool: &str, delta: isize) {
+        let wake = self.pool_state(pool, |s| {
+            let before = s.waiting;
+            s.waiting = s.waiting.saturating_add_signed(delta);
+            delta > 0 && before == 0
+        });
+        if wake {
+            self.trigger.now(pool);
+        }
+    }
+}
+
+/// The operator: build it with [`Controller::new`], read through [`Controller::shared`],
+/// and drive it with [`Controller::run`].
+pub struct Controller<R> {
+    shared: Arc<Shared<R>>,
+    rx: scheduler::Receiver,
+}
+
+impl<R: Runtime> Controller<R> {
+    /// A controller over `runtime` with `config`.
+    pub fn new(runtime: Arc<R>, config: Config) -> Controller<R> {
+        let (trigger, rx) = scheduler::channel();
+        let shared = Arc::new(Shared {
+            runtime,
+            config,
+            store: Arc::new(ObservedStore::new()),
+            desired: RwLock::new(Desired::default()),
+            health: Health::default(),
+            trigger,
+            pools: Mutex::new(HashMap::new()),
+            probing: Mutex::new(HashSet::new()),
+            relist_now: tokio::sync::Notify::new(),
+        });
+        Controller { shared, rx }
+    }
+
+    /// The state readers share.
+    pub fn shared(&self) -> Arc<Shared<R>> {
+        self.shared.clone()
+    }
+
+    /// Runs until `shutdown` resolves; then lets running reconciles finish and returns.
+    /// Containers are left running.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) {
+        let shared = self.shared;
+        tracing::info!(
+            "Starting autoscaler with config: {:?}",
+            shared.config.defaults
+        );
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(manifest_loop(shared.clone()));
+        tasks.spawn(docker_loop(shared.clone()));
+        tasks.spawn(relist_loop(shared.clone()));
+        tasks.spawn(crate::sampler::run(shared.clone()));
+        let s = shared.clone();
+        scheduler::run(
+            self.rx,
+            shared.config.concurrency,
+            move |pool| {
+                let s = s.clone();
+                async move { reconcile::reconcile(&s, &pool).await }
+            },
+            shutdown,
+        )
+        .await;
+        tasks.shutdown().await;
+        tracing::info!("operator stopped; containers left running");
+    }
+}
+
+/// Re-reads the directory on (debounced) change and every `rescan_interval`.
+async fn manifest_loop<R: Runtime>(shared: Arc<Shared<R>>) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let mut watcher = None;
+    let mut dir_missing_logged = false;
+    loop {
+        if watcher.is_none() {
+            match manifest::watch::watch_dir(
+                &shared.config.manifests,
+                shared.config.debounce,
+                tx.clone(),
+            ) {
+                Ok(w) => watcher = Some(w),
+                Err(e) => {
+                    tracing::debug!("not watching {}: {e}", shared.config.manifests.display())
+                }
+            }
+        }
+        let dir = shared.config.manifests.clone();
+        let defaults = shared.config.defaults.clone();
+        let read = tokio::task::spawn_blocking(move || manifest::load_dir(&dir, &defaults)).await;
+        shared.health.manifest_reads.fetch_add(1, Ordering::Relaxed);
+        match read {
+            Ok(Ok(set)) => {
+                dir_missing_logged = false;
+                let changed = shared
+                    .desired
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .apply(set);
+                for pool in &changed {
+                    shared.trigger.now(pool);
+                }
+                // Orphans: pools with containers that no manifest declares.
+                let desired = shared.desired();
+                for pool in shared.store.pools() {
+                    if desired.may_prune(&pool) {
+                        shared.trigger.now(&pool);
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                if !dir_missing_logged {
+                    tracing::warn!("cannot read manifest directory {e}; nothing is pruned until it can be read");
+                    dir_missing_logged = true;
+                }
+                watcher = None;
+            }
+            Err(e) => tracing::error!("manifest reader panicked: {e}"),
+        }
+        tokio::select! {
+            _ = rx.recv() => {}
+            _ = tokio::time::sleep(shared.config.rescan_interval) => {}
+        }
+    }
+}
+
+/// Lists this instance's containers every `relist_interval` and whenever asked.
+async fn relist_loop<R: Runtime>(shared: Arc<Shared<R>>) {
+    let mut failures = 0u32;
+    loop {
+        let listed_at = Instant::now();
+        let listed = shared.runtime.list().await;
+        shared.health.relists.fetch_add(1, Ordering::Relaxed);
+        let wait = match listed {
+            Ok(list) => {
+                failures = 0;
+                shared.health.docker(Ok(()));
+                let changed = shared.store.apply_list(list, listed_at);
+                for pool in changed {
+                    shared.trigger.now(&pool);
+                }
+                shared.config.relist_interval
+            }
+            Err(e) => {
+                failures += 1;
+                shared.health.docker(Err(e.to_string()));
+                backoff(
+                    failures,
+                    Duration::from_millis(500),
+                    Duration::from_secs(10),
+                )
+            }
+        };
+        tokio::select! {
+            _ = shared.relist_now.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Follows Docker events; each one asks for a relist and wakes its pool. When the stream
+/// drops, resubscribes with backoff and relists (events may have been missed).
+async fn docker_loop<R: Runtime>(shared: Arc<Shared<R>>) {
+    let mut failures = 0u32;
+    loop {
+        // The stream reports events from the moment it is made (`since`), so a relist
+        // asked for now misses nothing in between.
+        let mut events = shared.runtime.events();
+        shared.relist_now.notify_one();
+        loop {
+            match events.next().await {
+                Some(Ok(ev)) => {
+                    failures = 0;
+                    tracing::debug!(pool = %ev.pool, action = %ev.action, "docker event");
+                    shared.relist_now.notify_one();
+                    shared.trigger.now(&ev.pool);
+                }
+                Some(Err(e)) => {
+                    shared.health.docker(Err(e.to_string()));
+                    break;
+                }
+                None => break,
+            }
+        }
+        failures += 1;
+        tokio::time::sleep(backoff(
+            failures,
+            Duration::from_millis(250),
+            Duration::from_secs(10),
+        ))
+        .await;
+        shared.relist_now.notify_one();
+    }
+}
+
+/// Exponential backoff: `base * 2^(n-1)`, capped.
+pub fn backoff(n: u32, base: Duration, cap: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(n.saturating_sub(1).min(20));
+    base.saturating_mul(factor).min(cap)
+}
+
+impl<R: Runtime> Shared<R> {
+    /// Starts a readiness probe for a container unless one runs already.
+    fn ensure_probe(self: &Arc<Self>, id: &str, pool: &str, spec: &EffectiveSpec) {
+        {
+            let mut probing = self.probing.lock().unwrap_or_else(|e| e.into_inner());
+            if !probing.insert(id.to_string()) {
+                return;
+            }
+        }
+        let shared = self.clone();
+        let (id, pool, probe) = (id.to_string(), pool.to_string(), spec.readiness.clone());
+        tokio::spawn(async move {
+            let mut pause = Duration::from_millis(10);
+            while let Some(o) = shared.store.get(&id) {
+                if !matches!(
+                    o.info.state,
+                    crate::runtime::RunState::Running | crate::runtime::RunState::Created
+                ) || o.draining
+                {
+                    break;
+                }
+                if let Some(port) = o.info.host_port {
+                    if crate::probe::probe_once(&probe, port).await {
+                        if shared.store.mark_ready(&id) {
+                            tracing::debug!(container = %o.info.name, "container ready");
+                            shared.trigger.now(&pool);
+                        }
+                        break;
+                    }
+                }
+                if o.first_seen.elapsed() > shared.config.startup_timeout {
+                    tracing::warn!(
+                        "container {} of function {pool} not ready after {:?}; replacing it",
+                        o.info.name,
+                        shared.config.startup_timeout
+                    );
+                    shared.store.mark_failed(&id);
+                    shared.trigger.now(&pool);
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(250));
+            }
+            shared
+                .probing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests;

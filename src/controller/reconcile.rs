@@ -1,0 +1,452 @@
+//! `reconcile(pool)`: read desired and observed state, decide, plan, apply, report.
+//!
+//! The decisions are [`crate::scaler`]'s pure functions; this file only gathers their
+//! inputs, carries out the plan through the [`Runtime`], and keeps the pool's memory
+//! (replica target, crash-loop and error backoff) and status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::status::{unix_now, ScaleEvent};
+use super::{backoff, Action, Shared};
+use crate::api::EffectiveSpec;
+use crate::runtime::{CreateRequest, Runtime, RuntimeError};
+use crate::scaler::{self, Phase, PoolFacts, Reason, RemoveReason};
+
+/// Containers created in parallel by one reconcile (two cores start ~4 at once well).
+const CREATE_PARALLELISM: usize = 4;
+/// A pool whose containers ran this long without failing leaves CrashLoopBackOff.
+const CLEAN_RUN_RESETS_FAILURES: Duration = Duration::from_secs(30);
+
+/// Reconciles one pool; never fails: errors become a backoff requeue and a status.
+pub(crate) async fn reconcile<R: Runtime>(shared: &Arc<Shared<R>>, pool: &str) -> Action {
+    let result = reconcile_inner(shared, pool).await;
+    shared.pool_state(pool, |s| s.status.reconciles += 1);
+    match result {
+        Ok(action) => {
+            shared.pool_state(pool, |s| {
+                s.errors = 0;
+                s.status.consecutive_errors = 0;
+                s.status.last_error = None;
+            });
+            action
+        }
+        Err(e) => {
+            if e.is_unavailable() {
+                shared.health.docker(Err(e.to_string()));
+            }
+            let (n, delay) = shared.pool_state(pool, |s| {
+                s.errors += 1;
+                let delay = backoff(
+                    s.errors,
+                    Duration::from_millis(500),
+                    Duration::from_secs(60),
+                );
+                s.status.consecutive_errors = s.errors;
+                s.status.last_error = Some(e.to_string());
+                let reason = match &e {
+                    RuntimeError::Unavailable(_) => "DockerUnavailable",
+                    RuntimeError::ImageUnavailable { .. } => "ImagePullFailed",
+                    RuntimeError::Api(_) => "ReconcileError",
+                };
+                s.status.event("Warning", reason, e.to_string());
+                (s.errors, delay)
+            });
+            tracing::warn!(
+                pool,
+                attempt = n,
+                "reconcile failed, retrying in {delay:?}: {e}"
+            );
+            Action::requeue(delay)
+        }
+    }
+}
+
+async fn reconcile_inner<R: Runtime>(
+    shared: &Arc<Shared<R>>,
+    pool: &str,
+) -> Result<Action, RuntimeError> {
+    let now = Instant::now();
+    let (desired, may_prune, manifest_error) = {
+        let d = shared.desired();
+        (
+            d.pools.get(pool).cloned(),
+            d.may_prune(pool),
+            d.invalid.get(pool).cloned(),
+        )
+    };
+    let Some(desired) = desired else {
+        if may_prune {
+            prune(shared, pool).await?;
+        } else if let Some(err) = manifest_error {
+            shared.pool_state(pool, |s| s.status.manifest_error = Some(err));
+        }
+        return Ok(Action::await_change());
+    };
+    let spec = desired.spec;
+
+    let observed = shared.store.pool(pool);
+    for o in &observed {
+        if o.phase() == Phase::Starting {
+            shared.ensure_probe(&o.info.id, pool, &spec);
+        }
+    }
+    let views: Vec<scaler::ContainerView> = observed.iter().map(|o| o.view()).collect();
+
+    let facts = shared.pool_state(pool, |s| {
+        if !s.announced {
+            tracing::info!("Created new container pool for function: {pool}");
+            s.status.event(
+                "Normal",
+                "PoolCreated",
+                format!("pool declared in {}", desired.source),
+            );
+            s.announced = true;
+        }
+        if s.status.manifest_error != manifest_error {
+            if let Some(err) = &manifest_error {
+                tracing::warn!(
+                    "pool {pool}: manifest invalid, keeping the last valid spec running: {err}"
+                );
+                s.status.event("Warning", "InvalidSpec", err.clone());
+            }
+            s.status.manifest_error = manifest_error.clone();
+        }
+        s.status.spec_hash = Some(spec.spec_hash.clone());
+        PoolFacts {
+            replicas: s
+                .replicas
+                .unwrap_or_else(|| scaler::adopted_replicas(&spec, &views)),
+            last_scale_up: s.last_scale_up,
+            waiting_requests: s.waiting,
+        }
+    });
+
+    let decision = scaler::decide(&spec, &views, &facts, now);
+    let load_scale_up = decision.replicas > facts.replicas
+        && matches!(
+            decision.reason,
+            Reason::Cpu | Reason::Memory | Reason::Concurrency | Reason::Demand
+        );
+    if load_scale_up {
+        tracing::info!("Scaling up function: {pool}");
+    }
+    let plan = scaler::plan(
+        &spec.spec_hash,
+        &views,
+        decision.replicas,
+        &decision.victims,
+    );
+    let failed = plan
+        .remove
+        .iter()
+        .filter(|(_, r)| *r == RemoveReason::Failed)
+        .count();
+
+    let create_not_before = shared.pool_state(pool, |s| {
+        if decision.replicas != facts.replicas {
+            let direction = if decision.replicas > facts.replicas { "up" } else { "down" };
+            s.status.last_scale = Some(ScaleEvent {
+                time: unix_now(),
+                direction,
+                reason: decision.reason,
+                from: facts.replicas,
+                to: decision.replicas,
+            });
+            s.status.event(
+                "Normal",
+                if direction == "up" { "ScaledUp" } else { "ScaledDown" },
+                format!("replicas {} -> {} ({:?})", facts.replicas, decision.replicas, decision.reason),
+            );
+            if load_scale_up {
+                s.last_scale_up = Some(now);
+            }
+        }
+        if decision.at_max_overloaded && s.status.desired_reason != Some(Reason::AboveMax) {
+            tracing::warn!(
+                "Max container limit reached for function {pool}: all {} containers overloaded",
+                decision.replicas
+            );
+            s.status.event("Warning", "AtMaxCapacity", "every container is overloaded at maxContainers");
+        }
+        s.replicas = Some(decision.replicas);
+        s.status.desired_replicas = decision.replicas;
+        s.status.desired_reason = Some(if decision.at_max_overloaded { Reason::AboveMax } else { decision.reason });
+        if failed > 0 {
+            s.failures += failed as u32;
+            let delay = if s.failures <= 1 {
+                Duration::ZERO
+            } else {
+                backoff(s.failures - 1, Duration::from_secs(1), Duration::from_secs(300))
+            };
+            s.create_not_before = Some(now + delay);
+            s.status.recent_failures = s.failures;
+            if delay > Duration::ZERO {
+                tracing::warn!("pool {pool}: containers keep failing ({} so far); CrashLoopBackOff, next start in {delay:?}", s.failures);
+                s.status.event("Warning", "CrashLoopBackOff", format!("{} failures; next start in {delay:?}", s.failures));
+            }
+        }
+        s.create_not_before
+    });
+
+    if plan.is_empty() {
+        return Ok(finish(shared, pool, &spec, now));
+    }
+
+    // Removals first: they free capacity and never lower ready capacity below the
+    // target (the planner guarantees it).
+    let removals = plan.remove.iter().map(|(id, reason)| {
+        let shared = shared.clone();
+        let o = observed.iter().find(|o| o.info.id == *id).cloned();
+        let (id, reason, pool) = (id.clone(), *reason, pool.to_string());
+        let scaled_down = decision.reason == Reason::Idle;
+        async move {
+            let name = o
+                .as_ref()
+                .map(|o| o.info.name.clone())
+                .unwrap_or_else(|| id.clone());
+            shared.store.mark_draining(&id);
+            let grace = if reason == RemoveReason::Failed {
+                Duration::ZERO
+            } else {
+                shared.config.stop_grace
+            };
+            shared.runtime.remove(&id, grace).await?;
+            shared.store.remove(&id);
+            match reason {
+                RemoveReason::Surplus if scaled_down => {
+                    tracing::info!("Scaled down container {name} for function {pool}")
+                }
+                RemoveReason::Surplus => {
+                    tracing::info!("Removed surplus container {name} of function {pool}")
+                }
+                RemoveReason::Outdated => {
+                    tracing::info!("Replaced outdated container {name} of function {pool}")
+                }
+                RemoveReason::Failed => {
+                    tracing::warn!("Removed failed container {name} of function {pool}")
+                }
+                RemoveReason::Pruned => {}
+            }
+            shared.pool_state(&pool, |s| {
+                s.status.event(
+                    "Normal",
+                    format!("{reason:?}"),
+                    format!("removed container {name}"),
+                )
+            });
+            Ok::<(), RuntimeError>(())
+        }
+    });
+    let mut first_error = join_all(removals).await.into_iter().find_map(Result::err);
+
+    if plan.create > 0 {
+        if let Some(t) = create_not_before.filter(|t| *t > now) {
+            shared.pool_state(pool, |s| {
+                s.status.event(
+                    "Normal",
+                    "BackOff",
+                    format!("waiting {:?} before the next start", t - now),
+                )
+            });
+            if let Some(e) = first_error {
+                return Err(e);
+            }
+            // finish() requeues at the end of the backoff.
+            return Ok(finish(shared, pool, &spec, now));
+        }
+        prepare(shared, pool, &spec).await?;
+        let mut created = 0;
+        while created < plan.create {
+            let batch = (plan.create - created).min(CREATE_PARALLELISM);
+            let results =
+                join_all((0..batch).map(|_| create_one(shared, pool, &spec, load_scale_up))).await;
+            created += batch;
+            if let Some(e) = results.into_iter().find_map(Result::err) {
+                first_error.get_or_insert(e);
+                break;
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(finish(shared, pool, &spec, now))
+}
+
+/// Makes sure the image and network of the current spec exist (once per spec hash).
+async fn prepare<R: Runtime>(
+    shared: &Arc<Shared<R>>,
+    pool: &str,
+    spec: &EffectiveSpec,
+) -> Result<(), RuntimeError> {
+    if shared.pool_state(pool, |s| s.prepared.as_deref() == Some(&spec.spec_hash)) {
+        return Ok(());
+    }
+    if let Some(net) = &spec.template.network {
+        shared.runtime.ensure_network(net).await?;
+    }
+    shared.runtime.ensure_image(&spec.template.image).await?;
+    shared.pool_state(pool, |s| s.prepared = Some(spec.spec_hash.clone()));
+    Ok(())
+}
+
+/// `invok-<pool>-<5 random [a-z0-9]>`.
+pub(crate) fn container_name(pool: &str) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..5)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect();
+    format!("invok-{pool}-{suffix}")
+}
+
+async fn create_one<R: Runtime>(
+    shared: &Arc<Shared<R>>,
+    pool: &str,
+    spec: &EffectiveSpec,
+    scale_up: bool,
+) -> Result<(), RuntimeError> {
+    let req = CreateRequest {
+        name: container_name(pool),
+        pool: pool.to_string(),
+        instance: shared.config.instance.clone(),
+        template: spec.template.clone(),
+        spec_hash: spec.spec_hash.clone(),
+    };
+    let info = shared.runtime.create(&req).await?;
+    let (id, name) = (info.id.clone(), info.name.clone());
+    shared.store.insert_created(info);
+    shared.ensure_probe(&id, pool, spec);
+    if scale_up {
+        tracing::info!("Successfully scaled up function {pool} with container {name}");
+    } else {
+        tracing::info!("Created container {name} for function {pool}");
+    }
+    shared.pool_state(pool, |s| {
+        s.status
+            .event("Normal", "Created", format!("created container {name}"))
+    });
+    Ok(())
+}
+
+/// Removes every container of a pool that no manifest declares any more.
+async fn prune<R: Runtime>(shared: &Arc<Shared<R>>, pool: &str) -> Result<(), RuntimeError> {
+    let containers = shared.store.pool(pool);
+    if !containers.is_empty() {
+        tracing::info!(
+            "Pruning pool {pool}: no manifest declares it; removing {} container(s)",
+            containers.len()
+        );
+    }
+    let results = join_all(containers.iter().map(|o| {
+        let shared = shared.clone();
+        async move {
+            shared.store.mark_draining(&o.info.id);
+            shared
+                .runtime
+                .remove(&o.info.id, shared.config.stop_grace)
+                .await?;
+            shared.store.remove(&o.info.id);
+            tracing::info!("Removed container {} of deleted pool {pool}", o.info.name);
+            Ok::<(), RuntimeError>(())
+        }
+    }))
+    .await;
+    results.into_iter().collect::<Result<(), _>>()?;
+    shared
+        .pools
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(pool);
+    Ok(())
+}
+
+/// Updates conditions and says when to look again.
+fn finish<R: Runtime>(
+    shared: &Arc<Shared<R>>,
+    pool: &str,
+    spec: &EffectiveSpec,
+    now: Instant,
+) -> Action {
+    let views = shared.store.views(pool);
+    let ready = views.iter().filter(|v| v.phase == Phase::Ready).count();
+    let starting = views.iter().filter(|v| v.phase == Phase::Starting).count();
+    let outdated = views
+        .iter()
+        .filter(|v| {
+            matches!(v.phase, Phase::Ready | Phase::Starting) && v.spec_hash != spec.spec_hash
+        })
+        .count();
+    shared.pool_state(pool, |s| {
+        let target = s.replicas.unwrap_or(spec.scaling.min);
+        let converged = ready == target && starting == 0 && outdated == 0;
+        if converged && s.failures > 0 {
+            let clean_for = s
+                .create_not_before
+                .map(|t| now.saturating_duration_since(t))
+                .unwrap_or_default();
+            if clean_for >= CLEAN_RUN_RESETS_FAILURES {
+                s.failures = 0;
+                s.create_not_before = None;
+                s.status.recent_failures = 0;
+            }
+        }
+        let backing_off = s.create_not_before.is_some_and(|t| t > now);
+        let ready_cond = (
+            ready >= target.min(spec.scaling.min.max(1)) || target == 0,
+            if ready >= target {
+                "AllReady"
+            } else {
+                "NotEnoughReady"
+            },
+            format!("{ready}/{target} containers ready"),
+        );
+        let progressing = (
+            !converged,
+            if outdated > 0 {
+                "RollingUpdate"
+            } else if starting > 0 {
+                "ContainersStarting"
+            } else {
+                "Converged"
+            },
+            format!("{starting} starting, {outdated} outdated"),
+        );
+        let degraded = if let Some(err) = &s.status.last_error {
+            (true, "ReconcileError", err.clone())
+        } else if backing_off {
+            (
+                true,
+                "CrashLoopBackOff",
+                format!("{} container failures; backing off", s.failures),
+            )
+        } else if let Some(err) = &s.status.manifest_error {
+            (true, "InvalidSpec", err.clone())
+        } else if s.status.desired_reason == Some(Reason::AboveMax) {
+            (
+                true,
+                "AtMaxCapacity",
+                "every container is overloaded at maxContainers".to_string(),
+            )
+        } else {
+            (false, "AsExpected", String::new())
+        };
+        s.status.set_conditions(ready_cond, progressing, degraded);
+    });
+    let mut after = spec.scaling.poll_interval;
+    if let Some(d) = scaler::next_idle_deadline(spec, &views, now) {
+        after = after.min(d);
+    }
+    if let Some(t) = shared
+        .pool_state(pool, |s| s.create_not_before)
+        .filter(|t| *t > now)
+    {
+        after = after.min(t - now);
+    }
+    Action::requeue(after.max(Duration::from_millis(50)))
+}

@@ -1,0 +1,348 @@
+//! The scheduler: deduplicates triggers per pool and runs reconciles, one at a time per
+//! pool and a bounded number in parallel.
+//!
+//! As kube-runtime's `scheduler` + `runner`: a trigger for a pool that is already queued
+//! is dropped; a trigger for a pool that is running is remembered and runs once after it
+//! ends; a requeue is a timer, and when a pool has several timers the earliest wins.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// What a reconcile asks for when it ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Action {
+    /// Look again after this long, unless a trigger comes first.
+    pub requeue_after: Option<Duration>,
+}
+
+impl Action {
+    /// Look again after `d`.
+    pub fn requeue(d: Duration) -> Action {
+        Action {
+            requeue_after: Some(d),
+        }
+    }
+
+    /// Wait for the next trigger.
+    pub fn await_change() -> Action {
+        Action {
+            requeue_after: None,
+        }
+    }
+}
+
+enum Msg {
+    Now(String),
+    At(String, Instant),
+}
+
+/// A cheap, cloneable handle to trigger reconciles.
+#[derive(Clone)]
+pub struct Trigger {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl Trigger {
+    /// Asks for a reconcile of `pool` as soon as possible.
+    pub fn now(&self, pool: &str) {
+        let _ = self.tx.send(Msg::Now(pool.to_string()));
+    }
+
+    /// Asks for a reconcile of `pool` at `at` (earliest request wins).
+    pub fn at(&self, pool: &str, at: Instant) {
+        let _ = self.tx.send(Msg::At(pool.to_string(), at));
+    }
+}
+
+/// Creates a trigger handle and the receiving end that [`run`] consumes.
+pub fn channel() -> (Trigger, Receiver) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (Trigger { tx }, Receiver { rx })
+}
+
+/// The receiving end of a [`Trigger`].
+pub struct Receiver {
+    rx: mpsc::UnboundedReceiver<Msg>,
+}
+
+/// Runs reconciles until `shutdown` resolves, then waits for the running ones to end
+/// (so in-flight Docker calls finish) and returns.
+pub async fn run<F, Fut>(
+    mut rx: Receiver,
+    concurrency: usize,
+    reconcile: F,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = Action> + Send + 'static,
+{
+    let reconcile = Arc::new(reconcile);
+    let mut queue: VecDeque<String> = VecDeque::new();
+    let mut queued: HashSet<String> = HashSet::new();
+    let mut running: HashSet<String> = HashSet::new();
+    let mut again: HashSet<String> = HashSet::new();
+    let mut timers: HashMap<String, Instant> = HashMap::new();
+    let mut tasks: JoinSet<(String, Action)> = JoinSet::new();
+    tokio::pin!(shutdown);
+
+    let enqueue = |pool: String, queue: &mut VecDeque<String>, queued: &mut HashSet<String>| {
+        if queued.insert(pool.clone()) {
+            queue.push_back(pool);
+        }
+    };
+
+    loop {
+        // Start what can start.
+        while running.len() < concurrency.max(1) {
+            let Some(pool) = queue.pop_front() else { break };
+            queued.remove(&pool);
+            if running.contains(&pool) {
+                again.insert(pool);
+                continue;
+            }
+            timers.remove(&pool);
+            running.insert(pool.clone());
+            let fut = reconcile(pool.clone());
+            tasks.spawn(async move { (pool, fut.await) });
+        }
+
+        let next_timer = timers.values().min().copied();
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                let Ok((pool, action)) = done else { continue };
+                running.remove(&pool);
+                if again.remove(&pool) {
+                    enqueue(pool.clone(), &mut queue, &mut queued);
+                }
+                if let Some(after) = action.requeue_after {
+                    let at = Instant::now() + after;
+                    let t = timers.entry(pool).or_insert(at);
+                    *t = (*t).min(at);
+                }
+            }
+            msg = rx.rx.recv() => {
+                let Some(msg) = msg else { break };
+                // Take every trigger already waiting, so a burst collapses into one run.
+                let mut batch = vec![msg];
+                while let Ok(m) = rx.rx.try_recv() {
+                    batch.push(m);
+                }
+                for msg in batch {
+                    match msg {
+                        Msg::Now(pool) if running.contains(&pool) => {
+                            again.insert(pool);
+                        }
+                        Msg::Now(pool) => enqueue(pool, &mut queue, &mut queued),
+                        Msg::At(pool, at) => {
+                            let t = timers.entry(pool).or_insert(at);
+                            *t = (*t).min(at);
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
+                let now = Instant::now();
+                let due: Vec<String> = timers.iter().filter(|(_, t)| **t <= now).map(|(p, _)| p.clone()).collect();
+                for pool in due {
+                    timers.remove(&pool);
+                    if running.contains(&pool) {
+                        again.insert(pool);
+                    } else {
+                        enqueue(pool, &mut queue, &mut queued);
+                    }
+                }
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    type Log = Arc<Mutex<Vec<(String, &'static str, Instant)>>>;
+
+    /// A reconcile that records start and end and takes `work` of (paused) time.
+    fn recorder(
+        log: Log,
+        work: Duration,
+        action: Action,
+    ) -> impl Fn(String) -> std::pin::Pin<Box<dyn Future<Output = Action> + Send>> {
+        move |pool| {
+            let log = log.clone();
+            Box::pin(async move {
+                log.lock()
+                    .unwrap()
+                    .push((pool.clone(), "start", Instant::now()));
+                tokio::time::sleep(work).await;
+                log.lock().unwrap().push((pool, "end", Instant::now()));
+                action
+            })
+        }
+    }
+
+    fn starts(log: &Log, pool: &str) -> usize {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, e, _)| p == pool && *e == "start")
+            .count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn duplicate_triggers_for_a_queued_pool_run_once() {
+        let log: Log = Default::default();
+        let (trigger, rx) = channel();
+        for _ in 0..10 {
+            trigger.now("web");
+        }
+        let stop = tokio::time::sleep(Duration::from_secs(5));
+        run(
+            rx,
+            4,
+            recorder(
+                log.clone(),
+                Duration::from_millis(10),
+                Action::await_change(),
+            ),
+            stop,
+        )
+        .await;
+        assert_eq!(starts(&log, "web"), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trigger_during_a_reconcile_runs_once_afterwards_never_concurrently() {
+        let log: Log = Default::default();
+        let (trigger, rx) = channel();
+        trigger.now("web");
+        let t = trigger.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            for _ in 0..5 {
+                t.now("web");
+            }
+        });
+        let stop = tokio::time::sleep(Duration::from_secs(5));
+        run(
+            rx,
+            4,
+            recorder(
+                log.clone(),
+                Duration::from_millis(100),
+                Action::await_change(),
+            ),
+            stop,
+        )
+        .await;
+        let events = log.lock().unwrap().clone();
+        assert_eq!(starts(&log, "web"), 2);
+        // start, end, start, end: never two starts in a row.
+        let kinds: Vec<_> = events.iter().map(|(_, e, _)| *e).collect();
+        assert_eq!(kinds, ["start", "end", "start", "end"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pools_run_in_parallel_up_to_the_bound() {
+        let log: Log = Default::default();
+        let (trigger, rx) = channel();
+        for p in ["a", "b", "c", "d", "e"] {
+            trigger.now(p);
+        }
+        let t0 = Instant::now();
+        let stop = tokio::time::sleep(Duration::from_secs(5));
+        run(
+            rx,
+            2,
+            recorder(log.clone(), Duration::from_secs(1), Action::await_change()),
+            stop,
+        )
+        .await;
+        let events = log.lock().unwrap().clone();
+        let ends: Vec<Duration> = events
+            .iter()
+            .filter(|e| e.1 == "end")
+            .map(|e| e.2 - t0)
+            .collect();
+        assert_eq!(ends.len(), 5);
+        // Two at a time: ends at 1 s, 1 s, 2 s, 2 s, 3 s.
+        assert_eq!(
+            ends.iter().map(|d| d.as_secs()).collect::<Vec<_>>(),
+            [1, 1, 2, 2, 3]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_requeue_runs_the_pool_again_after_the_delay() {
+        let log: Log = Default::default();
+        let (trigger, rx) = channel();
+        trigger.now("web");
+        let t0 = Instant::now();
+        let stop = tokio::time::sleep(Duration::from_millis(3500));
+        run(
+            rx,
+            1,
+            recorder(
+                log.clone(),
+                Duration::ZERO,
+                Action::requeue(Duration::from_secs(1)),
+            ),
+            stop,
+        )
+        .await;
+        let events = log.lock().unwrap().clone();
+        let at: Vec<u64> = events
+            .iter()
+            .filter(|e| e.1 == "start")
+            .map(|e| (e.2 - t0).as_secs())
+            .collect();
+        assert_eq!(at, [0, 1, 2, 3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_earliest_of_several_timers_wins() {
+        let log: Log = Default::default();
+        let (trigger, rx) = channel();
+        let t0 = Instant::now();
+        trigger.at("web", t0 + Duration::from_secs(10));
+        trigger.at("web", t0 + Duration::from_secs(2));
+        let stop = tokio::time::sleep(Duration::from_secs(5));
+        run(
+            rx,
+            1,
+            recorder(log.clone(), Duration::ZERO, Action::await_change()),
+            stop,
+        )
+        .await;
+        let events = log.lock().unwrap().clone();
+        assert_eq!(events.len(), 2);
+        assert_eq!((events[0].2 - t0).as_secs(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_waits_for_running_reconciles() {
+        let log: Log = Default::default();
+        let (trigger, rx) = channel();
+        trigger.now("web");
+        let stop = tokio::time::sleep(Duration::from_millis(10));
+        run(
+            rx,
+            1,
+            recorder(log.clone(), Duration::from_secs(3), Action::await_change()),
+            stop,
+        )
+        .await;
+        let kinds: Vec<_> = log.lock().unwrap().iter().map(|e| e.1).collect();
+        assert_eq!(kinds, ["start", "end"]);
+    }
+}

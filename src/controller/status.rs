@@ -1,0 +1,140 @@
+//! What the operator says about each pool: conditions in the Kubernetes manner, the last
+//! scale event, and a short history of events. Kept in memory for the admin API and the
+//! command line; the controller writes it, everyone else reads snapshots.
+
+use std::collections::VecDeque;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::scaler::Reason;
+
+/// How many events each pool keeps.
+pub const EVENTS_KEPT: usize = 20;
+
+/// A condition such as `Ready` or `Degraded`, as Kubernetes reports them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Ready`, `Progressing` or `Degraded`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// `True` or `False`.
+    pub status: &'static str,
+    /// A CamelCase reason such as `CrashLoopBackOff`.
+    pub reason: String,
+    /// A sentence for people.
+    pub message: String,
+}
+
+/// One thing that happened to a pool.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Seconds since the Unix epoch.
+    pub time: u64,
+    /// `Normal` or `Warning`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// A CamelCase reason.
+    pub reason: String,
+    /// A sentence for people.
+    pub message: String,
+}
+
+/// The last change of a pool's size.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleEvent {
+    /// Seconds since the Unix epoch.
+    pub time: u64,
+    /// `up` or `down`.
+    pub direction: &'static str,
+    /// Which signal moved it.
+    pub reason: Reason,
+    /// Replicas before.
+    pub from: usize,
+    /// Replicas after.
+    pub to: usize,
+}
+
+/// Everything the operator reports about one pool.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatus {
+    /// The replica count the scaler wants.
+    pub desired_replicas: usize,
+    /// Why (the last decision's reason).
+    pub desired_reason: Option<Reason>,
+    /// The spec hash the pool converges to.
+    pub spec_hash: Option<String>,
+    /// The last reconcile error, if the last pass failed.
+    pub last_error: Option<String>,
+    /// The manifest problem that keeps the last valid spec running, if any.
+    pub manifest_error: Option<String>,
+    /// Reconciles run for this pool since the operator started.
+    pub reconciles: u64,
+    /// Consecutive failed reconciles.
+    pub consecutive_errors: u32,
+    /// Containers that failed since the pool last ran cleanly.
+    pub recent_failures: u32,
+    /// Conditions (`Ready`, `Progressing`, `Degraded`).
+    pub conditions: Vec<Condition>,
+    /// The last scale event.
+    pub last_scale: Option<ScaleEvent>,
+    /// The most recent events, oldest first.
+    pub events: VecDeque<Event>,
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl PoolStatus {
+    /// Records an event, keeping the last [`EVENTS_KEPT`].
+    pub fn event(
+        &mut self,
+        kind: &'static str,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        if self.events.len() == EVENTS_KEPT {
+            self.events.pop_front();
+        }
+        self.events.push_back(Event {
+            time: unix_now(),
+            kind,
+            reason: reason.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Replaces the conditions.
+    pub fn set_conditions(
+        &mut self,
+        ready: (bool, &str, String),
+        progressing: (bool, &str, String),
+        degraded: (bool, &str, String),
+    ) {
+        let cond = |kind, (ok, reason, message): (bool, &str, String)| Condition {
+            kind,
+            status: if ok { "True" } else { "False" },
+            reason: reason.to_string(),
+            message,
+        };
+        self.conditions = vec![
+            cond("Ready", ready),
+            cond("Progressing", progressing),
+            cond("Degraded", degraded),
+        ];
+    }
+
+    /// The condition of this type, if set.
+    pub fn condition(&self, kind: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.kind == kind)
+    }
+}

@@ -1,0 +1,154 @@
+//! The metrics sampler: CPU and memory of every running container, for all pools.
+//!
+//! One loop samples every container at its pool's `pollInterval`. It reads the cgroup
+//! files straight from `/sys/fs/cgroup` (microseconds per container); where they cannot
+//! be read (a remote daemon) it falls back to Docker's streaming stats API, one
+//! long-lived stream per container, never a blocking `stream=false` call per tick.
+//! CPU needs two samples: usage is the CPU-time delta over the wall-clock delta, as a
+//! fraction of the container's CPU limit (one core without one).
+
+pub mod cgroup;
+pub mod stats;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::controller::Shared;
+use crate::runtime::Runtime;
+use crate::scaler::Usage;
+use cgroup::{CgroupError, CgroupReader, RawSample};
+
+/// The sampler never ticks faster than this, whatever the pools ask.
+const MIN_TICK: Duration = Duration::from_millis(200);
+
+/// Turns two cumulative samples into a usage figure.
+///
+/// ```
+/// use invok::sampler::{cgroup::RawSample, usage_between};
+/// use std::time::Duration;
+/// let a = RawSample { cpu_ns: 0, rss: 10 };
+/// let b = RawSample { cpu_ns: 500_000_000, rss: 20 };
+/// // Half a core for one second, against a 0.5-core limit: 100% of the limit.
+/// let u = usage_between(a, b, Duration::from_secs(1), 0.5);
+/// assert!((u.cpu - 1.0).abs() < 1e-9 && u.rss == 20);
+/// ```
+pub fn usage_between(prev: RawSample, now: RawSample, wall: Duration, cpu_capacity: f64) -> Usage {
+    let wall_ns = wall.as_nanos().max(1) as f64;
+    let cpu_ns = now.cpu_ns.saturating_sub(prev.cpu_ns) as f64;
+    Usage {
+        cpu: cpu_ns / wall_ns / cpu_capacity.max(1e-9),
+        rss: now.rss,
+    }
+}
+
+struct Last {
+    sample: RawSample,
+    at: Instant,
+}
+
+/// Samples until cancelled (the controller aborts it on shutdown).
+pub async fn run<R: Runtime>(shared: Arc<Shared<R>>) {
+    let reader = CgroupReader::detect();
+    let mut fallback: Option<stats::StatsSampler> = None;
+    let mut last: HashMap<String, Last> = HashMap::new();
+    let mut logged_layout = false;
+    loop {
+        let running = shared.store.running();
+        let specs: HashMap<String, Arc<crate::api::EffectiveSpec>> = {
+            let d = shared.desired();
+            d.pools
+                .iter()
+                .map(|(k, v)| (k.clone(), v.spec.clone()))
+                .collect()
+        };
+        let tick = specs
+            .values()
+            .map(|s| s.scaling.poll_interval)
+            .min()
+            .unwrap_or(Duration::from_secs(2))
+            .max(MIN_TICK);
+        let now = Instant::now();
+        let mut cgroup_failed: Vec<String> = Vec::new();
+        for (id, (pool, _name)) in &running {
+            let Some(spec) = specs.get(pool) else {
+                continue;
+            };
+            if let Some(l) = last.get(id) {
+                // Sample each pool at its own interval (with a little slack for jitter).
+                if now.saturating_duration_since(l.at) + MIN_TICK / 2 < spec.scaling.poll_interval {
+                    continue;
+                }
+            }
+            let sample = match reader.read(id) {
+                Ok(s) => Some(s),
+                Err(CgroupError::NotFound) => {
+                    cgroup_failed.push(id.clone());
+                    fallback.as_ref().and_then(|f| f.latest(id))
+                }
+                Err(e) => {
+                    tracing::debug!(container = %id, "cgroup read failed: {e}");
+                    cgroup_failed.push(id.clone());
+                    fallback.as_ref().and_then(|f| f.latest(id))
+                }
+            };
+            let Some(sample) = sample else { continue };
+            if !logged_layout {
+                if let Some(layout) = reader.layout() {
+                    tracing::info!("sampling container usage from cgroup files ({layout})");
+                    logged_layout = true;
+                }
+            }
+            if let Some(prev) = last.get(id) {
+                let usage = usage_between(
+                    prev.sample,
+                    sample,
+                    now.saturating_duration_since(prev.at),
+                    spec.template.cpu_capacity(),
+                );
+                if let Some(change) = shared.store.record_usage(id, usage, spec, now) {
+                    match change.from {
+                        Some(from) => tracing::info!(
+                            "Container {} status changed from {from} to {}",
+                            change.name,
+                            change.to
+                        ),
+                        None => {
+                            tracing::debug!("Container {} status is {}", change.name, change.to)
+                        }
+                    }
+                    shared.trigger.now(pool);
+                } else if usage.cpu > spec.scaling.cpu_overload_threshold
+                    || usage.rss > spec.scaling.memory_overload_threshold
+                {
+                    // Still overloaded: let the scaler look again with the fresh sample.
+                    shared.trigger.now(pool);
+                }
+            }
+            last.insert(id.clone(), Last { sample, at: now });
+        }
+        // No cgroup file readable at all (a remote daemon): follow Docker's stats streams.
+        // A local container that vanished between list and read is no reason to.
+        if !cgroup_failed.is_empty() && reader.layout().is_none() {
+            if let Some(docker) = shared.runtime.docker_client() {
+                let f = fallback.get_or_insert_with(|| {
+                    tracing::info!(
+                        "cgroup files not readable; sampling through the Docker stats API"
+                    );
+                    stats::StatsSampler::new(docker)
+                });
+                for id in &cgroup_failed {
+                    f.track(id);
+                }
+            }
+        }
+        let live: HashSet<String> = running.keys().cloned().collect();
+        last.retain(|id, _| live.contains(id));
+        if let Some(f) = &fallback {
+            f.untrack_missing(&live);
+        }
+        tokio::time::sleep(tick).await;
+    }
+}

@@ -1,0 +1,377 @@
+//! Shared helpers for tests that run `invok run` against the real Docker daemon.
+//!
+//! Each test gets its own `--instance`, manifest directory, lock directory and admin
+//! port; dropping the [`Operator`] stops it and force-removes every container carrying
+//! that instance label (only those), also when the test fails.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const IMAGE: &str = "invok/demo-fn:latest";
+
+/// Runs `docker ARGS`, returning trimmed stdout or the error.
+pub fn docker(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run docker: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!(
+            "`docker {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Fails the test (never skips) when Docker does not answer; builds the demo image once.
+pub fn require_docker() {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = READY.get_or_init(|| {
+        docker(&["info", "--format", "{{.ServerVersion}}"]).map_err(|e| {
+            format!("Docker does not answer; these tests need it (run `bash scripts/docker-up.sh`): {e}")
+        })?;
+        let out = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-demo-image.sh"))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!("build-demo-image.sh failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(())
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+/// A unique, valid instance name.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{:x}", std::process::id(), nanos)
+}
+
+/// A manifest for the demo image.
+pub fn pool_yaml(name: &str, min: u32, max: u32, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: invok.dev/v1alpha1\nkind: FunctionPool\nmetadata:\n  name: {name}\nspec:\n  image: {IMAGE}\n{extra_spec}  scaling:\n    minContainers: {min}\n    maxContainers: {max}\n    pollInterval: 500ms\n"
+    )
+}
+
+/// A container as `docker ps` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ctr {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub pool: String,
+    pub spec_hash: String,
+}
+
+/// Containers of an instance (all states), optionally of one pool.
+pub fn containers(instance: &str, pool: Option<&str>) -> Vec<Ctr> {
+    let mut args = vec![
+        "ps".to_string(),
+        "-a".into(),
+        "--no-trunc".into(),
+        "--filter".into(),
+        format!("label=dev.invok.instance={instance}"),
+    ];
+    if let Some(p) = pool {
+        args.push("--filter".into());
+        args.push(format!("label=dev.invok.pool={p}"));
+    }
+    args.push("--format".into());
+    args.push("{{.ID}}|{{.Names}}|{{.State}}|{{.Label \"dev.invok.pool\"}}|{{.Label \"dev.invok.spec-hash\"}}".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker(&args)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('|').collect();
+            Ctr {
+                id: f[0].into(),
+                name: f[1].into(),
+                state: f[2].into(),
+                pool: f[3].into(),
+                spec_hash: f[4].into(),
+            }
+        })
+        .collect()
+}
+
+/// Running containers of a pool, sorted by id.
+pub fn running(instance: &str, pool: &str) -> Vec<Ctr> {
+    let mut v: Vec<Ctr> = containers(instance, Some(pool))
+        .into_iter()
+        .filter(|c| c.state == "running")
+        .collect();
+    v.sort_by(|a, b| a.id.cmp(&b.id));
+    v
+}
+
+/// Removes every container of an instance.
+pub fn remove_instance(instance: &str) {
+    let ids: Vec<String> = containers(instance, None)
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    if !ids.is_empty() {
+        let mut args = vec!["rm", "-f"];
+        args.extend(ids.iter().map(String::as_str));
+        let _ = docker(&args);
+    }
+}
+
+/// Waits until `cond` holds, polling; panics with `what` after `timeout`.
+pub fn eventually(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A minimal HTTP/1.0 GET against loopback: (status, body).
+pub fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+    http(port, "GET", path, b"")
+}
+
+/// A minimal HTTP/1.0 request against loopback: (status, body).
+pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+    s.write_all(body).map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad response: {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `invok run`, its directories and its cleanup.
+pub struct Operator {
+    pub instance: String,
+    pub dir: PathBuf,
+    pub admin_port: u16,
+    pub log: PathBuf,
+    child: Option<Child>,
+    lock_dir: PathBuf,
+    _tmp: tempfile::TempDir,
+    keep_containers: bool,
+}
+
+impl Operator {
+    /// Starts an operator for a new instance over a new manifest directory holding `files`.
+    pub fn start(prefix: &str, files: &[(&str, String)]) -> Operator {
+        require_docker();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("manifests");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let mut op = Operator {
+            instance: unique(prefix),
+            dir,
+            admin_port: 0,
+            log: tmp.path().join("operator.log"),
+            child: None,
+            lock_dir: tmp.path().join("lock"),
+            _tmp: tmp,
+            keep_containers: false,
+        };
+        op.spawn(&[]);
+        op
+    }
+
+    /// (Re)starts the process with the same instance, directory and port.
+    pub fn spawn(&mut self, env: &[(&str, &str)]) {
+        self.admin_port = free_port();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_invok"));
+        cmd.args(["run", "--manifests"])
+            .arg(&self.dir)
+            .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin_port)])
+            .args(["--instance", &self.instance])
+            .args(["--relist-interval", "1s", "--rescan-interval", "1s"])
+            .env("INVOK_LOCK_DIR", &self.lock_dir)
+            .env("RUST_LOG", "info,invok=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().unwrap());
+        let port = self.admin_port;
+        eventually(Duration::from_secs(20), "the admin API answers", || {
+            http_get(port, "/healthz").is_ok()
+        });
+    }
+
+    /// The operator's log so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET on the admin API, parsed as JSON.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (_, body) =
+            http_get(self.admin_port, path).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
+    /// The seed's status of one pool (Null when unknown).
+    pub fn pool_status(&self, pool: &str) -> serde_json::Value {
+        http_get(self.admin_port, "/status")
+            .ok()
+            .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .map(|v| v["pools"][pool].clone())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Ready containers of a pool per the operator.
+    pub fn ready(&self, pool: &str) -> u64 {
+        self.pool_status(pool)["ready_containers"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Writes a manifest atomically (as editors and `invok apply` do).
+    pub fn write(&self, name: &str, text: &str) {
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(tmp, self.dir.join(name)).unwrap();
+    }
+
+    /// Sends a signal to the process and waits for it to exit; returns its exit code.
+    pub fn signal_and_wait(&mut self, signal: &str) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("operator did not exit after SIG{signal}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A counter of the operator's own (`relists`, `manifestReads`).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.get_json("/api/v1/pools")["operator"][name]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Waits until the operator relisted containers and re-read its directory `n` more
+    /// times each.
+    pub fn wait_rounds(&self, n: u64) {
+        let (r, m) = (self.counter("relists"), self.counter("manifestReads"));
+        eventually(
+            Duration::from_secs(30),
+            &format!("{n} more relists and directory reads"),
+            || self.counter("relists") >= r + n && self.counter("manifestReads") >= m + n,
+        );
+    }
+
+    /// Reconciles run for a pool so far.
+    pub fn reconciles(&self, pool: &str) -> u64 {
+        self.get_json(&format!("/api/v1/pools/{pool}"))["reconciles"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Waits until the operator has looked at `pool` `n` more times: the way to let
+    /// "nothing happens" be observed without a fixed sleep.
+    pub fn wait_reconciles(&self, pool: &str, n: u64) {
+        let start = self.reconciles(pool);
+        eventually(
+            Duration::from_secs(30),
+            &format!("{n} more reconciles of {pool}"),
+            || self.reconciles(pool) >= start + n,
+        );
+    }
+
+    /// Waits until the pool has exactly `n` running containers, all ready per the operator.
+    pub fn wait_converged(&self, pool: &str, n: usize, timeout: Duration) {
+        eventually(
+            timeout,
+            &format!("pool {pool} has {n} ready containers"),
+            || {
+                running(&self.instance, pool).len() == n
+                    && self.ready(pool) == n as u64
+                    && self.pool_status(pool)["container_count"].as_u64() == Some(n as u64)
+            },
+        );
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !self.keep_containers {
+            remove_instance(&self.instance);
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- operator log ({}) ----\n{}",
+                self.instance,
+                self.logs()
+            );
+        }
+    }
+}
