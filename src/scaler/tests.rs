@@ -446,10 +446,14 @@ proptest! {
         let d = decide(&s, &cs, &f, t0());
         prop_assert!(d.replicas >= s.scaling.min && d.replicas <= s.scaling.max, "{d:?}");
         let p = plan(HASH, &cs, d.replicas, &d.victims);
-        let live = cs.iter().filter(|c| matches!(c.phase, Phase::Starting | Phase::Ready)).count();
-        let after = live + p.create - p.remove.iter().filter(|(id, _)| cs.iter().any(|c| c.id == *id && c.phase != Phase::Failed)).count();
-        // One container of surge while rolling out, never more.
-        prop_assert!(after <= s.scaling.max.max(d.replicas) + 1, "after={after} {p:?}");
+        let removed = |c: &ContainerView| p.remove.iter().any(|(id, _)| *id == c.id);
+        let kept = |hash_new: bool| cs.iter()
+            .filter(|c| matches!(c.phase, Phase::Starting | Phase::Ready) && !removed(c) && (c.spec_hash == HASH) == hash_new)
+            .count();
+        // New-spec containers never exceed the target; old ones stay only while they
+        // carry capacity the new ones do not yet have, never more than the target.
+        prop_assert!(kept(true) + p.create <= d.replicas.max(1), "new {} + create {} > {} {p:?}", kept(true), p.create, d.replicas);
+        prop_assert!(kept(false) <= d.replicas, "old kept {} > {} {p:?}", kept(false), d.replicas);
     }
 
     #[test]
