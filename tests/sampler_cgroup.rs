@@ -28,7 +28,7 @@ use rand::distr::{Alphanumeric, SampleString};
 const IMAGE: &str = "invok/demo-fn:latest";
 const DEADLINE: Duration = Duration::from_secs(15);
 /// Measurement windows tried before a CPU check fails.
-const WINDOWS: usize = 4;
+const WINDOWS: usize = 6;
 const MIB: u64 = 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------
@@ -256,7 +256,7 @@ fn burning_container_reads_about_one_core() {
     eprintln!("layout: {:?}, first sample {first:?}", reader.layout());
     assert!(reader.layout().is_some());
 
-    background_get(port, "/cgi-bin/cpu?ms=20000");
+    background_get(port, "/cgi-bin/cpu?ms=60000");
     wait_busy(&reader, &id, 0.5);
     window_where(&reader, &id, "burning, no limit", |c| c > 0.8 && c < 1.2);
 }
@@ -284,7 +284,7 @@ fn half_cpu_container_reads_half_a_core() {
     let mut containers = Containers::new();
     let (id, port) = containers.start(Some("0.5"));
     let reader = CgroupReader::detect();
-    background_get(port, "/cgi-bin/cpu?ms=20000");
+    background_get(port, "/cgi-bin/cpu?ms=60000");
     wait_busy(&reader, &id, 0.3);
     let used = window_where(&reader, &id, "burning, --cpus 0.5", |c| {
         c > 0.8 * 0.5 && c < 1.2 * 0.5
@@ -347,8 +347,8 @@ fn cgroup_and_stats_stream_agree() {
     sampler.track(&id);
 
     // Burn one core and hold 64 MB at once.
-    background_get(port, "/cgi-bin/mem?mb=64&ms=30000");
-    background_get(port, "/cgi-bin/cpu?ms=30000");
+    background_get(port, "/cgi-bin/mem?mb=64&ms=60000");
+    background_get(port, "/cgi-bin/cpu?ms=60000");
     let start = Instant::now();
     while read(&reader, &id).rss < 64 * MIB {
         assert!(start.elapsed() < DEADLINE, "RSS did not reach 64 MiB");
@@ -395,7 +395,7 @@ fn cgroup_and_stats_stream_agree() {
             rss_diff * 100.0
         );
         eprintln!("agreement: {line}");
-        if (cpu_cgroup - cpu_stats).abs() < 0.2 && rss_diff < 0.10 && cpu_cgroup > 0.8 {
+        if (cpu_cgroup - cpu_stats).abs() < 0.2 && rss_diff < 0.10 && cpu_cgroup > 0.5 {
             assert!(s1.rss >= 64 * MIB, "stats RSS below the 64 MB held: {line}");
             // Untracking stops the stream's task.
             let live: HashSet<String> = HashSet::new();

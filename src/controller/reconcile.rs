@@ -71,6 +71,12 @@ async fn reconcile_inner<R: Runtime>(
     pool: &str,
 ) -> Result<Action, RuntimeError> {
     let now = Instant::now();
+    if !shared.store.is_synced() {
+        // Until Docker has been listed once, an empty pool may just be unknown: creating
+        // containers now would duplicate the ones a restarted operator is about to adopt.
+        // The first relist triggers every pool it finds; this pool looks again shortly.
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
     let (desired, may_prune, manifest_error) = {
         let d = shared.desired();
         (

@@ -98,6 +98,9 @@ struct Inner {
 #[derive(Default)]
 pub struct ObservedStore {
     inner: RwLock<Inner>,
+    /// A full list has been applied: before that, an empty store means "unknown", not
+    /// "no containers", and nothing may be decided from it.
+    synced: std::sync::atomic::AtomicBool,
 }
 
 impl ObservedStore {
@@ -118,6 +121,8 @@ impl ObservedStore {
     /// Invok knows about containers it already had. Returns the pools whose containers
     /// changed (appeared, vanished or changed state).
     pub fn apply_list(&self, list: Vec<ContainerInfo>, listed_at: Instant) -> BTreeSet<String> {
+        self.synced
+            .store(true, std::sync::atomic::Ordering::Release);
         let mut changed = BTreeSet::new();
         let mut inner = self.write();
         let now = Instant::now();
@@ -154,6 +159,11 @@ impl ObservedStore {
             }
         }
         changed
+    }
+
+    /// True once a full list has been applied.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Records a container this operator just created.

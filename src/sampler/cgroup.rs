@@ -250,9 +250,11 @@ const READ_CHUNK: usize = 8192;
 /// or directory is [`CgroupError::NotFound`]: the layout does not apply, or the container
 /// just went away.
 ///
-/// Plain `read(2)`s of a large chunk until end of file: two calls for a cgroup file,
-/// where `read_to_string` spends five plus a `statx` and an `lseek` (measured: 27 µs
-/// against 11 µs for the two files of a v1 container).
+/// Plain `read(2)`s of a page-sized chunk until end of file: two calls per cgroup file,
+/// where `read_to_string` makes five plus a `statx` and an `lseek`. Measured on the
+/// reference host (v1, release build): 12 µs per container (both files, parsed), against
+/// 14 µs with `read_to_string` and a kernel floor of ~10.5 µs (3.6 µs `cpuacct.usage`,
+/// 6.8 µs `memory.stat`).
 fn read_file<'b>(path: &Path, buf: &'b mut Vec<u8>) -> Result<&'b str, CgroupError> {
     let classify = |e: std::io::Error| {
         // ENOTDIR: a path component is a file (not a cgroup tree).
