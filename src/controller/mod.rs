@@ -479,6 +479,19 @@ pub fn backoff(n: u32, base: Duration, cap: Duration) -> Duration {
 }
 
 impl<R: Runtime> Shared<R> {
+    /// Takes a container out of routing after the gateway failed to reach it, and
+    /// probes it again: back in routing if it answers, replaced if it died.
+    pub fn report_unreachable(self: &Arc<Self>, id: &str) {
+        let Some(o) = self.store.get(id) else { return };
+        if self.store.mark_unready(id) {
+            tracing::warn!(container = %o.info.name, "container unreachable through the gateway; out of routing until its probe passes");
+            if let Some(spec) = self.desired().pools.get(&o.info.pool).map(|p| p.spec.clone()) {
+                self.ensure_probe(id, &o.info.pool, &spec);
+            }
+            self.trigger.now(&o.info.pool);
+        }
+    }
+
     /// Starts a readiness probe for a container unless one runs already.
     fn ensure_probe(self: &Arc<Self>, id: &str, pool: &str, spec: &EffectiveSpec) {
         {

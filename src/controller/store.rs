@@ -101,6 +101,21 @@ pub struct ObservedStore {
     /// A full list has been applied: before that, an empty store means "unknown", not
     /// "no containers", and nothing may be decided from it.
     synced: std::sync::atomic::AtomicBool,
+    /// Wakes requests waiting for a ready container (the gateway's cold starts).
+    ready: tokio::sync::Notify,
+}
+
+/// A container the gateway may send a request to.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// Container id.
+    pub id: String,
+    /// Container name (for `X-Invok-Container`).
+    pub name: String,
+    /// The loopback port its function is published on.
+    pub port: u16,
+    /// Its in-flight counter, already incremented for this request.
+    pub in_flight: Arc<AtomicUsize>,
 }
 
 impl ObservedStore {
@@ -190,13 +205,60 @@ impl ObservedStore {
 
     /// Marks a container ready (its probe passed). Returns false if it is gone.
     pub fn mark_ready(&self, id: &str) -> bool {
-        match self.write().containers.get_mut(id) {
+        let found = match self.write().containers.get_mut(id) {
             Some(o) => {
                 o.ready_at.get_or_insert_with(Instant::now);
                 true
             }
             None => false,
+        };
+        if found {
+            self.ready.notify_waiters();
         }
+        found
+    }
+
+    /// Takes a ready container out of routing until its probe passes again (the gateway
+    /// could not reach it). Returns false if it is gone.
+    pub fn mark_unready(&self, id: &str) -> bool {
+        match self.write().containers.get_mut(id) {
+            Some(o) => {
+                o.ready_at = None;
+                o.load = None;
+                o.idle_since = None;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A future that completes the next time any container becomes ready. Create it
+    /// before checking [`ObservedStore::pick`], so a readiness in between is not missed.
+    pub fn ready_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.ready.notified()
+    }
+
+    /// Picks the container of `pool` for one request and counts the request in flight.
+    ///
+    /// Among ready containers that are not overloaded: fewest requests in flight, then
+    /// lowest CPU (samples lag, in-flight counts do not); an overloaded one only when
+    /// no other is ready. `avoid` excludes a container (a retry goes elsewhere).
+    pub fn pick(&self, pool: &str, avoid: Option<&str>) -> Option<Route> {
+        let inner = self.read();
+        let best = inner
+            .containers
+            .values()
+            .filter(|o| o.info.pool == pool && o.phase() == Phase::Ready && Some(o.info.id.as_str()) != avoid)
+            .filter_map(|o| o.info.host_port.map(|port| (o, port)))
+            .min_by(|(a, _), (b, _)| route_key(a).partial_cmp(&route_key(b)).unwrap_or(std::cmp::Ordering::Equal))?;
+        let (o, port) = best;
+        o.in_flight.fetch_add(1, Ordering::Relaxed);
+        Some(Route {
+            id: o.info.id.clone(),
+            name: o.info.name.clone(),
+            port,
+            in_flight: o.in_flight.clone(),
+        })
     }
 
     /// Marks a container failed: it never became ready, or it stopped answering, or the
@@ -296,6 +358,15 @@ impl ObservedStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Routing preference: not overloaded first, then fewest in flight, then lowest CPU.
+fn route_key(o: &Observed) -> (bool, usize, f64) {
+    (
+        o.load == Some(LoadState::Overloaded),
+        o.in_flight.load(Ordering::Relaxed),
+        o.usage.map(|u| u.cpu).unwrap_or(0.0),
+    )
 }
 
 fn fresh(info: ContainerInfo, now: Instant) -> Observed {

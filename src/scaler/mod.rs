@@ -234,8 +234,12 @@ pub fn decide(
         }
     }
     if ready.is_empty() && facts.waiting_requests > 0 {
-        let per = s.target_concurrency.unwrap_or(1).max(1) as usize;
-        let need = facts.waiting_requests.div_ceil(per).max(1);
+        // Without a concurrency target a container's capacity is unknown: start one and
+        // let its CPU and memory ask for more. With one, start what the burst needs.
+        let need = match s.target_concurrency {
+            Some(t) => facts.waiting_requests.div_ceil(t.max(1) as usize).max(1),
+            None => 1,
+        };
         if need > proposal {
             (proposal, proposal_reason) = (need, Reason::Demand);
         }

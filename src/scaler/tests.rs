@@ -231,6 +231,9 @@ fn waiting_requests_start_a_zero_pool_sized_by_target_concurrency() {
     };
     let d = decide(&s, &[], &f, t0());
     assert_eq!((d.replicas, d.reason), (1, Reason::Demand));
+    // A burst without a concurrency target starts one container, not one per request.
+    let burst = PoolFacts { waiting_requests: 10, ..f.clone() };
+    assert_eq!(decide(&s, &[], &burst, t0()).replicas, 1);
     let s = spec_with(Scaling {
         min_containers: Some(0),
         max_containers: Some(5),
