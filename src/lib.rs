@@ -18,8 +18,10 @@
 pub mod admin;
 pub mod api;
 pub mod controller;
+pub mod export;
 pub mod manifest;
 pub mod probe;
 pub mod runtime;
 pub mod sampler;
 pub mod scaler;
+pub mod gateway;

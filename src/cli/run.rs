@@ -12,7 +12,8 @@ use invok::runtime::docker::DockerRuntime;
 
 use super::EXIT_OK;
 
-/// Run the operator: keep every pool of the manifest directory converged on Docker.
+/// Run the operator: keep every pool of the manifest directory converged on Docker,
+/// and route invocations to them through the gateway.
 ///
 /// Watches the directory (re-reading it in full after each burst of changes, and every
 /// 30 s), follows Docker's events (and relists every 10 s), samples CPU and memory of
@@ -28,7 +29,7 @@ use super::EXIT_OK;
 ///
 /// Example:
 ///   invok run --manifests ./manifests
-///   INVOK_INSTANCE=staging invok run --admin-listen 127.0.0.1:9081
+///   INVOK_INSTANCE=staging invok run --listen 127.0.0.1:9080 --admin-listen 127.0.0.1:9081
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -40,6 +41,15 @@ pub struct Args {
         value_name = "DIR"
     )]
     manifests: PathBuf,
+    /// Address of the gateway (ANY /function/NAME[/PATH]).
+    #[arg(long, env = "INVOK_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Largest request body the gateway accepts (bytes or a quantity such as 10Mi).
+    #[arg(long, env = "INVOK_MAX_BODY", default_value = "10Mi", value_parser = parse_size, value_name = "SIZE")]
+    max_body: u64,
+    /// How long a request waits for a ready container (scale from zero) before a 503.
+    #[arg(long, env = "INVOK_COLD_START_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    cold_start_timeout: std::time::Duration,
     /// Address of the admin API (/status, /api/v1/pools, /healthz, /readyz).
     #[arg(
         long,
@@ -63,6 +73,10 @@ pub struct Args {
     /// How often containers are relisted even without Docker events.
     #[arg(long, env = "INVOK_RELIST_INTERVAL", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     relist_interval: std::time::Duration,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    invok::api::parse_bytes(s)
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -133,6 +147,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let admin = tokio::net::TcpListener::bind(args.admin_listen)
             .await
             .with_context(|| format!("binding the admin API to {}", args.admin_listen))?;
+        let gateway = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("binding the gateway to {}", args.listen))?;
+        let gateway_config = invok::gateway::GatewayConfig {
+            max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+            cold_start_timeout: args.cold_start_timeout,
+            ..Default::default()
+        };
         let runtime = Arc::new(DockerRuntime::connect_or_pin(args.instance.clone()).await?);
         let mut config = Config::new(&args.manifests, &args.instance);
         config.defaults = defaults;
@@ -141,6 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         tracing::info!(
             instance = %args.instance,
             manifests = %args.manifests.display(),
+            gateway = %args.listen,
             admin = %args.admin_listen,
             "invok operator starting"
         );
@@ -150,7 +173,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let admin_task = tokio::spawn(invok::admin::serve(admin, shared, stopped(stop_rx.clone())));
+        let admin_task = tokio::spawn(invok::admin::serve(admin, shared.clone(), stopped(stop_rx.clone())));
+        let gateway_task = tokio::spawn(invok::gateway::serve(gateway, shared, gateway_config, stopped(stop_rx.clone())));
         let signal = async {
             shutdown_signal().await;
             tracing::info!("shutting down");
@@ -158,6 +182,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         };
         tokio::join!(controller.run(stopped(stop_rx.clone())), signal);
         let _ = admin_task.await;
+        let _ = gateway_task.await;
         Ok(EXIT_OK)
     })
 }

@@ -193,16 +193,24 @@ pub struct Operator {
     pub instance: String,
     pub dir: PathBuf,
     pub admin_port: u16,
+    pub gateway_port: u16,
     pub log: PathBuf,
     child: Option<Child>,
     lock_dir: PathBuf,
     _tmp: tempfile::TempDir,
     keep_containers: bool,
+    /// Extra `invok run` arguments.
+    pub extra_args: Vec<String>,
 }
 
 impl Operator {
     /// Starts an operator for a new instance over a new manifest directory holding `files`.
     pub fn start(prefix: &str, files: &[(&str, String)]) -> Operator {
+        Operator::start_with(prefix, files, &[])
+    }
+
+    /// Like [`Operator::start`], with extra `invok run` arguments.
+    pub fn start_with(prefix: &str, files: &[(&str, String)], args: &[&str]) -> Operator {
         require_docker();
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("manifests");
@@ -214,11 +222,13 @@ impl Operator {
             instance: unique(prefix),
             dir,
             admin_port: 0,
+            gateway_port: 0,
             log: tmp.path().join("operator.log"),
             child: None,
             lock_dir: tmp.path().join("lock"),
             _tmp: tmp,
             keep_containers: false,
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
         };
         op.spawn(&[]);
         op
@@ -227,6 +237,7 @@ impl Operator {
     /// (Re)starts the process with the same instance, directory and port.
     pub fn spawn(&mut self, env: &[(&str, &str)]) {
         self.admin_port = free_port();
+        self.gateway_port = free_port();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -236,8 +247,10 @@ impl Operator {
         cmd.args(["run", "--manifests"])
             .arg(&self.dir)
             .args(["--admin-listen", &format!("127.0.0.1:{}", self.admin_port)])
+            .args(["--listen", &format!("127.0.0.1:{}", self.gateway_port)])
             .args(["--instance", &self.instance])
             .args(["--relist-interval", "1s", "--rescan-interval", "1s"])
+            .args(&self.extra_args)
             .env("INVOK_LOCK_DIR", &self.lock_dir)
             .env("RUST_LOG", "info,invok=debug")
             .stdin(Stdio::null())
@@ -373,5 +386,120 @@ impl Drop for Operator {
                 self.logs()
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Load and pool reports, for the autoscaling and Docker-outage tests.
+
+/// The loopback port a container publishes the function's port 8080 on (None when the
+/// container is gone or publishes nothing).
+pub fn host_port(id: &str) -> Option<u16> {
+    docker(&["port", id, "8080/tcp"])
+        .ok()?
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("127.0.0.1:")?.parse().ok())
+}
+
+/// Load on containers from background threads: each worker sends one request at a time
+/// to its container's loopback port, over and over, until the [`Load`] is stopped or
+/// dropped, its deadline passes, or the container goes away. Requests are bounded (the
+/// caller picks, say, `/cgi-bin/cpu?ms=2000`), so load ends at most one request after
+/// [`Load::stop`].
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Requests answered so far, all workers together.
+    pub answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Load {
+    fn new() -> Load {
+        Load {
+            stop: Default::default(),
+            answered: Default::default(),
+        }
+    }
+
+    fn worker(&self, id: String, path: String, deadline: Instant) {
+        let stop = self.stop.clone();
+        let answered = self.answered.clone();
+        std::thread::spawn(move || {
+            use std::sync::atomic::Ordering;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let Some(port) = host_port(&id) else { return };
+                match http_get(port, &path) {
+                    Ok(_) => {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Not listening yet, or going away: look again shortly.
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        });
+    }
+
+    /// Sends `path` to the container `id` until stopped, or for `max` at most.
+    pub fn on(id: &str, path: &str, max: Duration) -> Load {
+        let load = Load::new();
+        load.worker(id.into(), path.into(), Instant::now() + max);
+        load
+    }
+
+    /// Sends `path` to every running container of `pool`, including containers that
+    /// appear later (one worker each), until stopped, or for `max` at most.
+    pub fn on_all(instance: &str, pool: &str, path: &str, max: Duration) -> Load {
+        let load = Load::new();
+        let deadline = Instant::now() + max;
+        let (instance, pool, path) = (instance.to_string(), pool.to_string(), path.to_string());
+        let feeder = Load {
+            stop: load.stop.clone(),
+            answered: load.answered.clone(),
+        };
+        std::thread::spawn(move || {
+            use std::sync::atomic::Ordering;
+            let mut seen = std::collections::HashSet::new();
+            while !feeder.stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                for c in running(&instance, &pool) {
+                    if seen.insert(c.id.clone()) {
+                        feeder.worker(c.id, path.clone(), deadline);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            // `feeder` shares the stop flag: forget it rather than stop everyone on drop.
+            std::mem::forget(feeder);
+        });
+        load
+    }
+
+    /// Stops sending (the requests in flight run to their end).
+    pub fn stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Operator {
+    /// `GET /api/v1/pools/{pool}`.
+    pub fn pool_json(&self, pool: &str) -> serde_json::Value {
+        self.get_json(&format!("/api/v1/pools/{pool}"))
+    }
+
+    /// One container of a pool as the admin API reports it (Null when unknown).
+    pub fn container_json(&self, pool: &str, id: &str) -> serde_json::Value {
+        self.pool_json(pool)["containers"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["id"] == id).cloned())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// `GET /readyz`: (status, body); status 0 when the admin API does not answer.
+    pub fn readyz(&self) -> (u16, String) {
+        http_get(self.admin_port, "/readyz").unwrap_or_else(|e| (0, e))
     }
 }

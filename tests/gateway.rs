@@ -1,0 +1,248 @@
+//! The gateway on real Docker: pass-through, spreading, failures, scale from zero.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use support::*;
+
+const T: Duration = Duration::from_secs(30);
+
+/// A raw HTTP/1.1 exchange: (status, headers lower-cased, body).
+fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
+    let head = String::from_utf8_lossy(&resp[..split]).to_string();
+    let mut lines = head.lines();
+    let status: u16 = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect::<BTreeMap<_, _>>();
+    let mut body = resp[split + 4..].to_vec();
+    if headers.get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    (status, headers, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { return out };
+        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+}
+
+fn json_error(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)));
+    v["error"].as_str().expect("a JSON body with an error").to_string()
+}
+
+#[test]
+fn body_and_headers_pass_through_both_ways() {
+    let op = Operator::start("gw-echo", &[("web.yaml", pool_yaml("web", 1, 1, ""))]);
+    op.wait_converged("web", 1, T);
+    let body = b"line one\nline two: {\"json\": true} \xc3\xa9\n";
+    let (status, headers, echoed) = request(op.gateway_port, "POST", "/function/web/cgi-bin/echo?a=1&b=two", &[("X-Test", "hello")], body);
+    assert_eq!(status, 200);
+    assert_eq!(echoed, body);
+    let container = running(&op.instance, "web").remove(0);
+    assert_eq!(headers["x-invok-container"], container.name);
+    assert_eq!(headers["x-hostname"], container.id[..12]);
+    assert_eq!(headers["x-method"], "POST");
+    assert_eq!(headers["x-query"], "a=1&b=two");
+    // GET through the bare function path reaches "/".
+    let (status, headers, body) = request(op.gateway_port, "GET", "/function/web", &[], b"");
+    assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
+    assert!(headers.contains_key("x-invok-container"));
+}
+
+#[test]
+fn unknown_pools_get_404_and_big_bodies_413_as_json() {
+    let op = Operator::start_with("gw-errors", &[("web.yaml", pool_yaml("web", 1, 1, ""))], &["--max-body", "1Ki"]);
+    op.wait_converged("web", 1, T);
+    let (status, _, body) = request(op.gateway_port, "GET", "/function/nope", &[], b"");
+    assert_eq!(status, 404);
+    assert!(json_error(&body).contains("\"nope\" not found"));
+    let (status, _, body) = request(op.gateway_port, "POST", "/function/web/cgi-bin/echo", &[], &[b'x'; 2048]);
+    assert_eq!(status, 413);
+    assert!(json_error(&body).contains("exceeds the limit of 1024 bytes"));
+}
+
+#[test]
+fn concurrent_slow_requests_spread_over_all_ready_containers() {
+    let op = Operator::start("gw-spread", &[("web.yaml", pool_yaml("web", 3, 3, ""))]);
+    op.wait_converged("web", 3, T);
+    let port = op.gateway_port;
+    let handles: Vec<_> = (0..6)
+        .map(|_| std::thread::spawn(move || request(port, "GET", "/function/web/cgi-bin/sleep?ms=1500", &[], b"")))
+        .collect();
+    let mut used = BTreeMap::new();
+    for h in handles {
+        let (status, headers, _) = h.join().unwrap();
+        assert_eq!(status, 200);
+        *used.entry(headers["x-invok-container"].clone()).or_insert(0) += 1;
+    }
+    assert_eq!(used.len(), 3, "every container got requests: {used:?}");
+    assert!(used.values().all(|n| *n == 2), "two each, by requests in flight: {used:?}");
+}
+
+#[test]
+fn a_container_killed_during_traffic_costs_at_most_its_in_flight_requests() {
+    let op = Operator::start("gw-kill", &[("web.yaml", pool_yaml("web", 2, 2, ""))]);
+    op.wait_converged("web", 2, T);
+    let port = op.gateway_port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0, 0);
+                for _ in 0..400 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    match request(port, "POST", "/function/web/cgi-bin/sleep?ms=50", &[], b"x").0 {
+                        200 => ok += 1,
+                        _ => failed += 1,
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    eventually(T, "traffic flows", || op.pool_status("web")["ready_containers"] == 2);
+    let victim = running(&op.instance, "web").remove(0);
+    docker(&["kill", &victim.id]).unwrap();
+    eventually(T, "the pool heals", || {
+        let now = running(&op.instance, "web");
+        now.len() == 2 && now.iter().all(|c| c.id != victim.id) && op.ready("web") == 2
+    });
+    // Later requests succeed.
+    for _ in 0..10 {
+        assert_eq!(request(port, "GET", "/function/web", &[], b"").0, 200);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for c in clients {
+        let (o, f) = c.join().unwrap();
+        ok += o;
+        failed += f;
+    }
+    assert!(ok > 10, "traffic flowed: {ok}");
+    // At most one request per client was on the victim when it died.
+    assert!(failed <= 2, "{failed} failed requests for 2 clients");
+}
+
+#[test]
+fn a_zero_pool_starts_on_the_first_request_and_returns_to_zero() {
+    let yaml = pool_yaml("zero", 0, 3, "").replace("pollInterval: 500ms", "pollInterval: 500ms\n    cooldownDuration: 3s");
+    let op = Operator::start("gw-zero", &[("zero.yaml", yaml)]);
+    op.wait_rounds(2);
+    assert!(running(&op.instance, "zero").is_empty());
+    let (status, headers, body) = request(op.gateway_port, "GET", "/function/zero", &[], b"");
+    assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
+    let first = running(&op.instance, "zero");
+    assert_eq!(first.len(), 1);
+    assert_eq!(headers["x-invok-container"], first[0].name);
+    eventually(Duration::from_secs(40), "the idle pool goes back to zero", || containers(&op.instance, Some("zero")).is_empty());
+    assert!(op.logs().contains("Scaled down container"));
+}
+
+#[test]
+fn a_burst_of_first_requests_to_a_zero_pool_all_succeed() {
+    let op = Operator::start("gw-burst", &[("zero.yaml", pool_yaml("zero", 0, 3, ""))]);
+    op.wait_rounds(2);
+    let port = op.gateway_port;
+    let handles: Vec<_> = (0..10).map(|_| std::thread::spawn(move || request(port, "GET", "/function/zero", &[], b""))).collect();
+    let mut names = BTreeSet::new();
+    for h in handles {
+        let (status, headers, body) = h.join().unwrap();
+        assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
+        names.insert(headers["x-invok-container"].clone());
+    }
+    // Without targetConcurrency a burst starts one container, not one per request.
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert_eq!(running(&op.instance, "zero").len(), 1);
+}
+
+#[test]
+fn no_container_ready_in_time_is_a_503_with_a_json_error() {
+    let yaml = pool_yaml("ghost", 0, 1, "").replace(IMAGE, "127.0.0.1:1/invok/missing:1");
+    let op = Operator::start_with("gw-503", &[("ghost.yaml", yaml)], &["--cold-start-timeout", "2s"]);
+    let (status, _, body) = request(op.gateway_port, "GET", "/function/ghost", &[], b"");
+    assert_eq!(status, 503);
+    assert!(json_error(&body).contains("no container of \"ghost\" became ready within 2s"));
+}
+
+#[test]
+fn a_container_that_hangs_up_without_answering_is_a_502() {
+    // The function accepts connections and closes them without an answer.
+    let yaml = pool_yaml(
+        "broken",
+        1,
+        1,
+        "  command: [\"/bin/sh\", \"-c\", \"while true; do nc -l -p 8080 -e sleep 1; done\"]\n",
+    );
+    let op = Operator::start("gw-502", &[("broken.yaml", yaml)]);
+    op.wait_converged("broken", 1, T);
+    let (status, _, body) = request(op.gateway_port, "POST", "/function/broken", &[], b"x");
+    assert_eq!(status, 502);
+    assert!(json_error(&body).contains("failed"), "{}", String::from_utf8_lossy(&body));
+}
+
+#[test]
+fn target_concurrency_scales_up_before_cpu_does() {
+    let yaml = pool_yaml("conc", 1, 4, "").replace("pollInterval: 500ms", "pollInterval: 500ms\n    targetConcurrency: 1\n    cooldownDuration: 60s");
+    let op = Operator::start("gw-conc", &[("conc.yaml", yaml)]);
+    op.wait_converged("conc", 1, T);
+    let port = op.gateway_port;
+    // Sleeping requests use no CPU: only in-flight counts can see this load.
+    let handles: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || request(port, "GET", "/function/conc/cgi-bin/sleep?ms=4000", &[], b"").0))
+        .collect();
+    eventually(T, "the pool grows on concurrency", || running(&op.instance, "conc").len() >= 3);
+    let report = op.get_json("/api/v1/pools/conc");
+    assert_eq!(report["lastScale"]["reason"], "concurrency", "{report}");
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 200);
+    }
+}
+
+#[test]
+fn invok_invoke_answers_through_the_gateway_including_from_zero() {
+    let op = Operator::start("gw-invoke", &[("zero.yaml", pool_yaml("zero", 0, 2, ""))]);
+    let gateway = format!("http://127.0.0.1:{}", op.gateway_port);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_invok"))
+        .args(["invoke", "zero", "--data", "hello from invoke", "--path", "cgi-bin/echo", "--gateway", &gateway, "-v"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from invoke");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("200 OK from invok-zero-"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_invok"))
+        .args(["invoke", "nope", "--gateway", &gateway])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+}
