@@ -38,6 +38,9 @@ use crate::controller::store::Route;
 use crate::controller::Shared;
 use crate::runtime::Runtime;
 
+/// Bodies up to this size are buffered (and can be replayed); larger ones stream.
+const REPLAY_BUFFER: usize = 64 << 10;
+
 /// The response header naming the container that answered.
 pub const CONTAINER_HEADER: &str = "x-invok-container";
 
@@ -65,7 +68,31 @@ impl Default for GatewayConfig {
 struct Gateway<R> {
     shared: Arc<Shared<R>>,
     config: GatewayConfig,
-    client: Client<HttpConnector, Body>,
+    /// Keeps connections alive between requests.
+    pooled: Client<HttpConnector, Body>,
+    /// A new connection per request, for containers whose server closes connections
+    /// without saying so.
+    fresh: Client<HttpConnector, Body>,
+    /// Containers seen closing kept-alive connections.
+    no_keepalive: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl<R> Gateway<R> {
+    fn closes_connections(&self, id: &str) -> bool {
+        self.no_keepalive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
+    }
+
+    fn mark_closes_connections(&self, id: &str) {
+        let mut set = self.no_keepalive.lock().unwrap_or_else(|e| e.into_inner());
+        // Ids of removed containers are not worth keeping forever.
+        if set.len() > 10_000 {
+            set.clear();
+        }
+        set.insert(id.to_string());
+    }
 }
 
 /// The gateway's routes over the controller's shared state.
@@ -73,20 +100,30 @@ pub fn router<R: Runtime>(shared: Arc<Shared<R>>, config: GatewayConfig) -> Rout
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(config.connect_timeout));
     connector.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new())
+    let pooled = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(64)
+        .build(connector.clone());
+    let fresh = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
         .build(connector);
     let gw = Arc::new(Gateway {
         shared,
         config,
-        client,
+        pooled,
+        fresh,
+        no_keepalive: Default::default(),
     });
     Router::new()
         .route("/function/{name}", any(handle::<R>))
         .route("/function/{name}/", any(handle::<R>))
         .route("/function/{name}/{*rest}", any(handle::<R>))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not found: call /function/{name}[/{path}]") })
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "not found: call /function/{name}[/{path}]",
+            )
+        })
         .with_state(gw)
 }
 
@@ -97,7 +134,9 @@ pub async fn serve<R: Runtime>(
     config: GatewayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(shared, config)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(shared, config))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
@@ -133,7 +172,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 fn is_idempotent(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
 }
 
 /// Counts a request in flight on a container until dropped (after the response body).
@@ -168,7 +210,10 @@ impl hyper::body::Body for Guarded {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 
@@ -230,8 +275,16 @@ async fn handle<R: Runtime>(
     Path(params): Path<Vec<(String, String)>>,
     req: Request,
 ) -> Response {
-    let pool = params.iter().find(|(k, _)| k == "name").map(|(_, v)| v.clone()).unwrap_or_default();
-    let rest = params.iter().find(|(k, _)| k == "rest").map(|(_, v)| v.clone()).unwrap_or_default();
+    let pool = params
+        .iter()
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let rest = params
+        .iter()
+        .find(|(k, _)| k == "rest")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
     let started = Instant::now();
     let response = forward(&gw, &pool, &rest, req).await;
     tracing::debug!(pool = %pool, status = response.status().as_u16(), elapsed = ?started.elapsed(), "gateway request");
@@ -240,7 +293,10 @@ async fn handle<R: Runtime>(
 
 async fn forward<R: Runtime>(gw: &Gateway<R>, pool: &str, rest: &str, req: Request) -> Response {
     if !gw.shared.desired().pools.contains_key(pool) {
-        return error(StatusCode::NOT_FOUND, format!("function {pool:?} not found"));
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("function {pool:?} not found"),
+        );
     }
     let (parts, body) = req.into_parts();
     let declared = parts
@@ -251,16 +307,29 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, pool: &str, rest: &str, req: Reque
     if declared.is_some_and(|n| n > gw.config.max_body) {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body of {} bytes exceeds the limit of {} bytes", declared.unwrap_or(0), gw.config.max_body),
+            format!(
+                "request body of {} bytes exceeds the limit of {} bytes",
+                declared.unwrap_or(0),
+                gw.config.max_body
+            ),
         );
     }
     let idempotent = is_idempotent(&parts.method);
     let limited = http_body_util::Limited::new(body, gw.config.max_body);
-    let mut outgoing = if idempotent {
+    // Small bodies (and every idempotent request's) are buffered so that a request that
+    // never reached a container can be sent again; large ones stream through once.
+    let small = declared.is_some_and(|n| n <= REPLAY_BUFFER);
+    let mut outgoing = if idempotent || small {
         match limited.collect().await {
             Ok(collected) => Outgoing::Buffered(collected.to_bytes()),
             Err(_) => {
-                return error(StatusCode::PAYLOAD_TOO_LARGE, format!("request body exceeds the limit of {} bytes", gw.config.max_body))
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "request body exceeds the limit of {} bytes",
+                        gw.config.max_body
+                    ),
+                )
             }
         }
     } else {
@@ -272,27 +341,38 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, pool: &str, rest: &str, req: Reque
     if let Some(host) = headers.remove(header::HOST) {
         headers.insert("x-forwarded-host", host);
     }
-    headers.insert("x-forwarded-prefix", HeaderValue::from_str(&format!("/function/{pool}")).unwrap_or(HeaderValue::from_static("/function")));
+    headers.insert(
+        "x-forwarded-prefix",
+        HeaderValue::from_str(&format!("/function/{pool}"))
+            .unwrap_or(HeaderValue::from_static("/function")),
+    );
     let path_and_query = match parts.uri.query() {
         Some(q) => format!("/{rest}?{q}"),
         None => format!("/{rest}"),
     };
 
-    let mut avoid: Option<String> = None;
+    // Attempt 1 waits for a ready container. A retry (at most one) goes to another
+    // ready container after a connect failure, or to the same one over a fresh
+    // connection after a stale pooled one.
+    let mut retry: Option<(Route, bool)> = None;
     for attempt in 0..2 {
-        let route = match &avoid {
-            None => acquire(gw, pool, None).await,
-            // A retry goes to another ready container now, or not at all.
-            Some(failed) => match gw.shared.store.pick(pool, Some(failed)) {
-                Some(r) => Some(r),
-                None => return error(StatusCode::BAD_GATEWAY, format!("container of {pool:?} failed and no other is ready")),
+        let (route, fresh) = match retry.take() {
+            Some(r) => r,
+            None => match acquire(gw, pool, None).await {
+                Some(route) => {
+                    let fresh = gw.closes_connections(&route.id);
+                    (route, fresh)
+                }
+                None => {
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "no container of {pool:?} became ready within {:?}",
+                            gw.config.cold_start_timeout
+                        ),
+                    )
+                }
             },
-        };
-        let Some(route) = route else {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("no container of {pool:?} became ready within {:?}", gw.config.cold_start_timeout),
-            );
         };
         let in_flight = InFlight(route.in_flight.clone());
         let uri: Uri = match format!("http://127.0.0.1:{}{path_and_query}", route.port).parse() {
@@ -303,7 +383,8 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, pool: &str, rest: &str, req: Reque
         *upstream.method_mut() = parts.method.clone();
         *upstream.uri_mut() = uri;
         *upstream.headers_mut() = headers.clone();
-        match gw.client.request(upstream).await {
+        let client = if fresh { &gw.fresh } else { &gw.pooled };
+        let e = match client.request(upstream).await {
             Ok(resp) => {
                 let (mut rparts, rbody) = resp.into_parts();
                 strip_hop_by_hop(&mut rparts.headers);
@@ -316,17 +397,55 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, pool: &str, rest: &str, req: Reque
                 });
                 return Response::from_parts(rparts, body);
             }
-            Err(e) => {
-                drop(in_flight);
-                tracing::warn!(pool, container = %route.name, attempt, "request to container failed: {e}");
-                gw.shared.report_unreachable(&route.id);
-                let retry = attempt == 0 && matches!(outgoing, Outgoing::Buffered(_));
-                if !retry {
-                    return error(StatusCode::BAD_GATEWAY, format!("container {} of {pool:?} failed: {e}", route.name));
+            Err(e) => e,
+        };
+        drop(in_flight);
+        let replayable = matches!(outgoing, Outgoing::Buffered(_)) && attempt == 0;
+        if e.is_connect() {
+            // Nothing was sent: the container is not there. Out of routing, and any
+            // request may go elsewhere.
+            tracing::warn!(pool, container = %route.name, "cannot connect to container: {e}");
+            gw.shared.report_unreachable(&route.id);
+            if replayable {
+                if let Some(other) = gw.shared.store.pick(pool, Some(&route.id)) {
+                    let fresh = gw.closes_connections(&other.id);
+                    retry = Some((other, fresh));
+                    continue;
                 }
-                avoid = Some(route.id);
+            }
+            return error(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "container {} of {pool:?} refused the connection and no other is ready",
+                    route.name
+                ),
+            );
+        }
+        if !fresh && replayable {
+            // A kept-alive connection that the server had already closed (HTTP/1.1
+            // servers may close idle connections without saying so; busybox httpd
+            // always does): the request never reached it. Send it again on a new
+            // connection, and use new connections for this container from now on.
+            tracing::debug!(pool, container = %route.name, "stale pooled connection ({e}); retrying on a fresh one");
+            gw.mark_closes_connections(&route.id);
+            retry = Some((route, true));
+            continue;
+        }
+        tracing::warn!(pool, container = %route.name, "request to container failed: {e}");
+        if idempotent && attempt == 0 {
+            if let Some(other) = gw.shared.store.pick(pool, Some(&route.id)) {
+                let fresh = gw.closes_connections(&other.id);
+                retry = Some((other, fresh));
+                continue;
             }
         }
+        return error(
+            StatusCode::BAD_GATEWAY,
+            format!("container {} of {pool:?} failed: {e}", route.name),
+        );
     }
-    error(StatusCode::BAD_GATEWAY, format!("no container of {pool:?} could answer"))
+    error(
+        StatusCode::BAD_GATEWAY,
+        format!("no container of {pool:?} could answer"),
+    )
 }

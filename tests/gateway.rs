@@ -12,7 +12,13 @@ use support::*;
 const T: Duration = Duration::from_secs(30);
 
 /// A raw HTTP/1.1 exchange: (status, headers lower-cased, body).
-fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, BTreeMap<String, String>, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
@@ -24,16 +30,29 @@ fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: 
     s.write_all(body).unwrap();
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
-    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a complete response head");
     let head = String::from_utf8_lossy(&resp[..split]).to_string();
     let mut lines = head.lines();
-    let status: u16 = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect::<BTreeMap<_, _>>();
     let mut body = resp[split + 4..].to_vec();
-    if headers.get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
         body = dechunk(&body);
     }
     (status, headers, body)
@@ -42,8 +61,11 @@ fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { return out };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
         if size == 0 {
             return out;
         }
@@ -53,8 +75,12 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 }
 
 fn json_error(body: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)));
-    v["error"].as_str().expect("a JSON body with an error").to_string()
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)));
+    v["error"]
+        .as_str()
+        .expect("a JSON body with an error")
+        .to_string()
 }
 
 #[test]
@@ -62,7 +88,13 @@ fn body_and_headers_pass_through_both_ways() {
     let op = Operator::start("gw-echo", &[("web.yaml", pool_yaml("web", 1, 1, ""))]);
     op.wait_converged("web", 1, T);
     let body = b"line one\nline two: {\"json\": true} \xc3\xa9\n";
-    let (status, headers, echoed) = request(op.gateway_port, "POST", "/function/web/cgi-bin/echo?a=1&b=two", &[("X-Test", "hello")], body);
+    let (status, headers, echoed) = request(
+        op.gateway_port,
+        "POST",
+        "/function/web/cgi-bin/echo?a=1&b=two",
+        &[("X-Test", "hello")],
+        body,
+    );
     assert_eq!(status, 200);
     assert_eq!(echoed, body);
     let container = running(&op.instance, "web").remove(0);
@@ -78,12 +110,22 @@ fn body_and_headers_pass_through_both_ways() {
 
 #[test]
 fn unknown_pools_get_404_and_big_bodies_413_as_json() {
-    let op = Operator::start_with("gw-errors", &[("web.yaml", pool_yaml("web", 1, 1, ""))], &["--max-body", "1Ki"]);
+    let op = Operator::start_with(
+        "gw-errors",
+        &[("web.yaml", pool_yaml("web", 1, 1, ""))],
+        &["--max-body", "1Ki"],
+    );
     op.wait_converged("web", 1, T);
     let (status, _, body) = request(op.gateway_port, "GET", "/function/nope", &[], b"");
     assert_eq!(status, 404);
     assert!(json_error(&body).contains("\"nope\" not found"));
-    let (status, _, body) = request(op.gateway_port, "POST", "/function/web/cgi-bin/echo", &[], &[b'x'; 2048]);
+    let (status, _, body) = request(
+        op.gateway_port,
+        "POST",
+        "/function/web/cgi-bin/echo",
+        &[],
+        &[b'x'; 2048],
+    );
     assert_eq!(status, 413);
     assert!(json_error(&body).contains("exceeds the limit of 1024 bytes"));
 }
@@ -94,16 +136,25 @@ fn concurrent_slow_requests_spread_over_all_ready_containers() {
     op.wait_converged("web", 3, T);
     let port = op.gateway_port;
     let handles: Vec<_> = (0..6)
-        .map(|_| std::thread::spawn(move || request(port, "GET", "/function/web/cgi-bin/sleep?ms=1500", &[], b"")))
+        .map(|_| {
+            std::thread::spawn(move || {
+                request(port, "GET", "/function/web/cgi-bin/sleep?ms=1500", &[], b"")
+            })
+        })
         .collect();
     let mut used = BTreeMap::new();
     for h in handles {
         let (status, headers, _) = h.join().unwrap();
         assert_eq!(status, 200);
-        *used.entry(headers["x-invok-container"].clone()).or_insert(0) += 1;
+        *used
+            .entry(headers["x-invok-container"].clone())
+            .or_insert(0) += 1;
     }
     assert_eq!(used.len(), 3, "every container got requests: {used:?}");
-    assert!(used.values().all(|n| *n == 2), "two each, by requests in flight: {used:?}");
+    assert!(
+        used.values().all(|n| *n == 2),
+        "two each, by requests in flight: {used:?}"
+    );
 }
 
 #[test]
@@ -130,7 +181,9 @@ fn a_container_killed_during_traffic_costs_at_most_its_in_flight_requests() {
             })
         })
         .collect();
-    eventually(T, "traffic flows", || op.pool_status("web")["ready_containers"] == 2);
+    eventually(T, "traffic flows", || {
+        op.pool_status("web")["ready_containers"] == 2
+    });
     let victim = running(&op.instance, "web").remove(0);
     docker(&["kill", &victim.id]).unwrap();
     eventually(T, "the pool heals", || {
@@ -155,7 +208,10 @@ fn a_container_killed_during_traffic_costs_at_most_its_in_flight_requests() {
 
 #[test]
 fn a_zero_pool_starts_on_the_first_request_and_returns_to_zero() {
-    let yaml = pool_yaml("zero", 0, 3, "").replace("pollInterval: 500ms", "pollInterval: 500ms\n    cooldownDuration: 3s");
+    let yaml = pool_yaml("zero", 0, 3, "").replace(
+        "pollInterval: 500ms",
+        "pollInterval: 500ms\n    cooldownDuration: 3s",
+    );
     let op = Operator::start("gw-zero", &[("zero.yaml", yaml)]);
     op.wait_rounds(2);
     assert!(running(&op.instance, "zero").is_empty());
@@ -164,7 +220,11 @@ fn a_zero_pool_starts_on_the_first_request_and_returns_to_zero() {
     let first = running(&op.instance, "zero");
     assert_eq!(first.len(), 1);
     assert_eq!(headers["x-invok-container"], first[0].name);
-    eventually(Duration::from_secs(40), "the idle pool goes back to zero", || containers(&op.instance, Some("zero")).is_empty());
+    eventually(
+        Duration::from_secs(40),
+        "the idle pool goes back to zero",
+        || containers(&op.instance, Some("zero")).is_empty(),
+    );
     assert!(op.logs().contains("Scaled down container"));
 }
 
@@ -173,7 +233,9 @@ fn a_burst_of_first_requests_to_a_zero_pool_all_succeed() {
     let op = Operator::start("gw-burst", &[("zero.yaml", pool_yaml("zero", 0, 3, ""))]);
     op.wait_rounds(2);
     let port = op.gateway_port;
-    let handles: Vec<_> = (0..10).map(|_| std::thread::spawn(move || request(port, "GET", "/function/zero", &[], b""))).collect();
+    let handles: Vec<_> = (0..10)
+        .map(|_| std::thread::spawn(move || request(port, "GET", "/function/zero", &[], b"")))
+        .collect();
     let mut names = BTreeSet::new();
     for h in handles {
         let (status, headers, body) = h.join().unwrap();
@@ -188,7 +250,11 @@ fn a_burst_of_first_requests_to_a_zero_pool_all_succeed() {
 #[test]
 fn no_container_ready_in_time_is_a_503_with_a_json_error() {
     let yaml = pool_yaml("ghost", 0, 1, "").replace(IMAGE, "127.0.0.1:1/invok/missing:1");
-    let op = Operator::start_with("gw-503", &[("ghost.yaml", yaml)], &["--cold-start-timeout", "2s"]);
+    let op = Operator::start_with(
+        "gw-503",
+        &[("ghost.yaml", yaml)],
+        &["--cold-start-timeout", "2s"],
+    );
     let (status, _, body) = request(op.gateway_port, "GET", "/function/ghost", &[], b"");
     assert_eq!(status, 503);
     assert!(json_error(&body).contains("no container of \"ghost\" became ready within 2s"));
@@ -207,20 +273,40 @@ fn a_container_that_hangs_up_without_answering_is_a_502() {
     op.wait_converged("broken", 1, T);
     let (status, _, body) = request(op.gateway_port, "POST", "/function/broken", &[], b"x");
     assert_eq!(status, 502);
-    assert!(json_error(&body).contains("failed"), "{}", String::from_utf8_lossy(&body));
+    assert!(
+        json_error(&body).contains("failed"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
 }
 
 #[test]
 fn target_concurrency_scales_up_before_cpu_does() {
-    let yaml = pool_yaml("conc", 1, 4, "").replace("pollInterval: 500ms", "pollInterval: 500ms\n    targetConcurrency: 1\n    cooldownDuration: 60s");
+    let yaml = pool_yaml("conc", 1, 4, "").replace(
+        "pollInterval: 500ms",
+        "pollInterval: 500ms\n    targetConcurrency: 1\n    cooldownDuration: 60s",
+    );
     let op = Operator::start("gw-conc", &[("conc.yaml", yaml)]);
     op.wait_converged("conc", 1, T);
     let port = op.gateway_port;
     // Sleeping requests use no CPU: only in-flight counts can see this load.
     let handles: Vec<_> = (0..3)
-        .map(|_| std::thread::spawn(move || request(port, "GET", "/function/conc/cgi-bin/sleep?ms=4000", &[], b"").0))
+        .map(|_| {
+            std::thread::spawn(move || {
+                request(
+                    port,
+                    "GET",
+                    "/function/conc/cgi-bin/sleep?ms=4000",
+                    &[],
+                    b"",
+                )
+                .0
+            })
+        })
         .collect();
-    eventually(T, "the pool grows on concurrency", || running(&op.instance, "conc").len() >= 3);
+    eventually(T, "the pool grows on concurrency", || {
+        running(&op.instance, "conc").len() >= 3
+    });
     let report = op.get_json("/api/v1/pools/conc");
     assert_eq!(report["lastScale"]["reason"], "concurrency", "{report}");
     for h in handles {
@@ -233,10 +319,25 @@ fn invok_invoke_answers_through_the_gateway_including_from_zero() {
     let op = Operator::start("gw-invoke", &[("zero.yaml", pool_yaml("zero", 0, 2, ""))]);
     let gateway = format!("http://127.0.0.1:{}", op.gateway_port);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_invok"))
-        .args(["invoke", "zero", "--data", "hello from invoke", "--path", "cgi-bin/echo", "--gateway", &gateway, "-v"])
+        .args([
+            "invoke",
+            "zero",
+            "--data",
+            "hello from invoke",
+            "--path",
+            "cgi-bin/echo",
+            "--gateway",
+            &gateway,
+            "-v",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from invoke");
     assert!(String::from_utf8_lossy(&out.stderr).contains("200 OK from invok-zero-"));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_invok"))

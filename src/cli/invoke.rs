@@ -39,7 +39,12 @@ pub struct Args {
     #[arg(short = 'X', long, value_name = "METHOD")]
     method: Option<String>,
     /// The gateway's base URL.
-    #[arg(long, env = "INVOK_GATEWAY", default_value = "http://127.0.0.1:8080", value_name = "URL")]
+    #[arg(
+        long,
+        env = "INVOK_GATEWAY",
+        default_value = "http://127.0.0.1:8080",
+        value_name = "URL"
+    )]
     gateway: String,
     /// Print the status and the answering container to stderr.
     #[arg(short, long)]
@@ -50,7 +55,9 @@ fn read_data(data: &str) -> anyhow::Result<Vec<u8>> {
     match data.strip_prefix('@') {
         Some("-") => {
             let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).context("reading stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading stdin")?;
             Ok(buf)
         }
         Some(file) => std::fs::read(file).with_context(|| format!("reading {file}")),
@@ -71,7 +78,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         args.name,
         args.path.trim_start_matches('/')
     );
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let req = hyper::Request::builder()
@@ -81,7 +90,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .with_context(|| format!("building a request to {url}"))?;
         let resp = match client.request(req).await {
             Ok(r) => r,
-            Err(e) => bail!("cannot reach the gateway at {}: {e} (is `invok run` running?)", args.gateway),
+            Err(e) => bail!(
+                "cannot reach the gateway at {}: {e} (is `invok run` running?)",
+                args.gateway
+            ),
         };
         let status = resp.status();
         let container = resp
@@ -89,9 +101,18 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             .get(invok::gateway::CONTAINER_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = resp.into_body().collect().await.context("reading the answer")?.to_bytes();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .context("reading the answer")?
+            .to_bytes();
         if args.verbose {
-            eprintln!("{} {status} from {}", method, container.as_deref().unwrap_or("-"));
+            eprintln!(
+                "{} {status} from {}",
+                method,
+                container.as_deref().unwrap_or("-")
+            );
         }
         if status.is_client_error() || status.is_server_error() {
             let message = serde_json::from_slice::<serde_json::Value>(&bytes)
