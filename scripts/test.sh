@@ -20,3 +20,31 @@ echo "== cargo test"
 cargo test --all-targets --quiet
 echo "== doc tests"
 cargo test --doc --quiet
+echo "== kubernetes-validate"
+# The exported CRD and objects of every example, against the API schemas of three
+# Kubernetes versions (strict: unknown fields fail). Uses the binary the tests built.
+k8s_out="$(mktemp -d)"
+"$CARGO_TARGET_DIR/debug/invok" export crd > "$k8s_out/functionpool.crd.yaml"
+"$CARGO_TARGET_DIR/debug/invok" export kubernetes -f manifests/ -o "$k8s_out/objects" > /dev/null
+python3 scripts/validate-k8s.py "$k8s_out/functionpool.crd.yaml" "$k8s_out"/objects/*.yaml
+rm -rf "$k8s_out"
+echo "== promtool check metrics"
+# What a running operator serves on /metrics, checked and linted by Prometheus' own tool.
+# promtool ships in Debian's prometheus package (installed once; its service is not
+# started). The metrics test writes its scrape to INVOK_METRICS_SNAPSHOT.
+if ! command -v promtool >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+metrics_snapshot="$(mktemp)"
+INVOK_METRICS_SNAPSHOT="$metrics_snapshot" cargo test --quiet --test metrics -- --exact metrics_status_and_readyz_describe_a_running_pool
+if [ ! -s "$metrics_snapshot" ]; then
+    echo "the metrics test wrote no snapshot to $metrics_snapshot" >&2
+    exit 1
+fi
+if ! promtool check metrics < "$metrics_snapshot"; then
+    echo "promtool check metrics failed on the scrape above ($metrics_snapshot)" >&2
+    exit 1
+fi
+echo "promtool: $(grep -c '^# TYPE' "$metrics_snapshot") metric families, no problems"
+rm -f "$metrics_snapshot"

@@ -1,15 +1,15 @@
 //! The admin API: status for people and scripts, health for supervisors.
 //!
 //! `GET /status` is the seed's document; `GET /api/v1/pools[/{name}]` the detailed
-//! reports; `GET /healthz` says the process lives; `GET /readyz` says the manifests were
-//! read and Docker answers (503 with the reason otherwise). Read-only: nothing here can
-//! change a pool.
+//! reports; `GET /metrics` the Prometheus metrics ([`crate::metrics`]); `GET /healthz`
+//! says the process lives; `GET /readyz` says the manifests were read and Docker answers
+//! (503 with the reason otherwise). Read-only: nothing here can change a pool.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -26,6 +26,7 @@ pub fn router<R: Runtime>(shared: Arc<Shared<R>>) -> Router {
         .route("/status", get(status::<R>))
         .route("/api/v1/pools", get(pools::<R>))
         .route("/api/v1/pools/{name}", get(pool::<R>))
+        .route("/metrics", get(metrics::<R>))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(shared)
 }
@@ -59,6 +60,13 @@ async fn readyz<R: Runtime>(State(shared): State<Arc<Shared<R>>>) -> Response {
         );
     }
     (StatusCode::OK, "ok\n").into_response()
+}
+
+async fn metrics<R: Runtime>(State(shared): State<Arc<Shared<R>>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Format::from_accept(accept);
+    let body = crate::metrics::scrape(&shared, format);
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
 async fn status<R: Runtime>(State(shared): State<Arc<Shared<R>>>) -> Response {

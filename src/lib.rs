@@ -19,9 +19,13 @@ pub mod admin;
 pub mod api;
 pub mod controller;
 pub mod export;
+pub mod gateway;
 pub mod manifest;
+pub mod metrics;
 pub mod probe;
 pub mod runtime;
 pub mod sampler;
 pub mod scaler;
-pub mod gateway;
+pub mod facade;
+
+pub use facade::{Autoscaler, AutoscalerConfig, AutoscalingError, AutoscalingRuntime, AutoscalingRuntimeBuilder, ContainerManager, ContainerPool};

@@ -1,6 +1,14 @@
 //! Command-line parsing and printing. Each subcommand lives in its own file and calls
 //! into the library; nothing here decides anything the library could.
 
+mod apply;
+mod client;
+mod delete;
+mod describe;
+mod diff;
+mod export;
+mod get;
+mod invoke;
 mod run;
 mod validate;
 
@@ -30,8 +38,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Run(run::Args),
+    Apply(apply::Args),
+    Delete(delete::Args),
+    Diff(diff::Args),
+    Get(get::Args),
+    Describe(describe::Args),
+    Invoke(invoke::Args),
     Validate(validate::Args),
     Schema(validate::SchemaArgs),
+    Export(export::Args),
 }
 
 /// Parses the command line and runs the subcommand.
@@ -39,8 +54,15 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Apply(args) => apply::run(args),
+        Command::Delete(args) => delete::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Get(args) => get::run(args),
+        Command::Describe(args) => describe::run(args),
+        Command::Invoke(args) => invoke::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Schema(args) => validate::schema(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -42,7 +42,12 @@ pub struct Args {
     )]
     manifests: PathBuf,
     /// Address of the gateway (ANY /function/NAME[/PATH]).
-    #[arg(long, env = "INVOK_LISTEN", default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "INVOK_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
     listen: SocketAddr,
     /// Largest request body the gateway accepts (bytes or a quantity such as 10Mi).
     #[arg(long, env = "INVOK_MAX_BODY", default_value = "10Mi", value_parser = parse_size, value_name = "SIZE")]
@@ -173,8 +178,17 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let admin_task = tokio::spawn(invok::admin::serve(admin, shared.clone(), stopped(stop_rx.clone())));
-        let gateway_task = tokio::spawn(invok::gateway::serve(gateway, shared, gateway_config, stopped(stop_rx.clone())));
+        let admin_task = tokio::spawn(invok::admin::serve(
+            admin,
+            shared.clone(),
+            stopped(stop_rx.clone()),
+        ));
+        let gateway_task = tokio::spawn(invok::gateway::serve(
+            gateway,
+            shared,
+            gateway_config,
+            stopped(stop_rx.clone()),
+        ));
         let signal = async {
             shutdown_signal().await;
             tracing::info!("shutting down");

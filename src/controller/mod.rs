@@ -57,6 +57,9 @@ pub struct Config {
     pub startup_timeout: Duration,
     /// SIGTERM grace before SIGKILL when a container is removed.
     pub stop_grace: Duration,
+    /// Read pools from `manifests`; off when pools are declared through
+    /// [`Shared::declare_pool`] (the programmatic API).
+    pub watch_manifests: bool,
 }
 
 impl Config {
@@ -72,6 +75,7 @@ impl Config {
             debounce: Duration::from_millis(150),
             startup_timeout: Duration::from_secs(60),
             stop_grace: Duration::from_secs(3),
+            watch_manifests: true,
         }
     }
 }
@@ -242,6 +246,8 @@ pub struct Shared<R> {
     pub health: Health,
     /// Triggers reconciles.
     pub trigger: Trigger,
+    /// Prometheus metrics, recorded where the work happens and served by `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub(crate) pools: Mutex<HashMap<String, PoolState>>,
     probing: Mutex<HashSet<String>>,
     relist_now: tokio::sync::Notify,
@@ -273,6 +279,28 @@ impl<R> Shared<R> {
         names
     }
 
+    /// Declares (or replaces) a pool without a manifest, as the programmatic API does.
+    /// Pools declared this way are never pruned.
+    pub fn declare_pool(&self, manifest: FunctionPool, spec: EffectiveSpec) {
+        let name = spec.name.clone();
+        {
+            let mut d = self.desired.write().unwrap_or_else(|e| e.into_inner());
+            d.pools.insert(
+                name.clone(),
+                DesiredPool {
+                    spec: Arc::new(spec),
+                    manifest,
+                    source: Location {
+                        file: PathBuf::from("<api>"),
+                        line: 0,
+                        column: 0,
+                    },
+                },
+            );
+        }
+        self.trigger.now(&name);
+    }
+
     /// Adds (or with a negative delta, removes) requests waiting for a container of
     /// `pool`, and wakes its reconcile when the first one arrives.
     pub fn add_waiting(&self, pool: &str, delta: isize) {
@@ -297,7 +325,10 @@ pub struct Controller<R> {
 impl<R: Runtime> Controller<R> {
     /// A controller over `runtime` with `config`.
     pub fn new(runtime: Arc<R>, config: Config) -> Controller<R> {
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let (trigger, rx) = scheduler::channel();
+        let depth = metrics.clone();
+        let rx = rx.on_queue_depth(move |n| depth.set_queue_depth(n));
         let shared = Arc::new(Shared {
             runtime,
             config,
@@ -305,6 +336,7 @@ impl<R: Runtime> Controller<R> {
             desired: RwLock::new(Desired::default()),
             health: Health::default(),
             trigger,
+            metrics,
             pools: Mutex::new(HashMap::new()),
             probing: Mutex::new(HashSet::new()),
             relist_now: tokio::sync::Notify::new(),
@@ -323,10 +355,12 @@ impl<R: Runtime> Controller<R> {
         let shared = self.shared;
         tracing::info!(
             "Starting autoscaler with config: {:?}",
-            shared.config.defaults
+            crate::AutoscalerConfig::from_defaults(&shared.config.defaults)
         );
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(manifest_loop(shared.clone()));
+        if shared.config.watch_manifests {
+            tasks.spawn(manifest_loop(shared.clone()));
+        }
         tasks.spawn(docker_loop(shared.clone()));
         tasks.spawn(relist_loop(shared.clone()));
         tasks.spawn(crate::sampler::run(shared.clone()));
@@ -422,6 +456,7 @@ async fn relist_loop<R: Runtime>(shared: Arc<Shared<R>>) {
             }
             Err(e) => {
                 failures += 1;
+                shared.metrics.docker_error("list");
                 shared.health.docker(Err(e.to_string()));
                 backoff(
                     failures,
@@ -455,6 +490,7 @@ async fn docker_loop<R: Runtime>(shared: Arc<Shared<R>>) {
                     shared.trigger.now(&ev.pool);
                 }
                 Some(Err(e)) => {
+                    shared.metrics.docker_error("events");
                     shared.health.docker(Err(e.to_string()));
                     break;
                 }
@@ -485,7 +521,12 @@ impl<R: Runtime> Shared<R> {
         let Some(o) = self.store.get(id) else { return };
         if self.store.mark_unready(id) {
             tracing::warn!(container = %o.info.name, "container unreachable through the gateway; out of routing until its probe passes");
-            if let Some(spec) = self.desired().pools.get(&o.info.pool).map(|p| p.spec.clone()) {
+            if let Some(spec) = self
+                .desired()
+                .pools
+                .get(&o.info.pool)
+                .map(|p| p.spec.clone())
+            {
                 self.ensure_probe(id, &o.info.pool, &spec);
             }
             self.trigger.now(&o.info.pool);
@@ -510,6 +551,13 @@ impl<R: Runtime> Shared<R> {
                     crate::runtime::RunState::Running | crate::runtime::RunState::Created
                 ) || o.draining
                 {
+                    break;
+                }
+                if o.info.pinned && o.info.host_port.is_none() && o.info.state == crate::runtime::RunState::Running {
+                    // A registered container without a loopback port cannot be probed:
+                    // running is the best we know.
+                    shared.store.mark_ready(&id);
+                    shared.trigger.now(&pool);
                     break;
                 }
                 if let Some(port) = o.info.host_port {

@@ -24,7 +24,11 @@ const CLEAN_RUN_RESETS_FAILURES: Duration = Duration::from_secs(30);
 
 /// Reconciles one pool; never fails: errors become a backoff requeue and a status.
 pub(crate) async fn reconcile<R: Runtime>(shared: &Arc<Shared<R>>, pool: &str) -> Action {
+    let started = Instant::now();
     let result = reconcile_inner(shared, pool).await;
+    shared
+        .metrics
+        .record_reconcile(pool, result.is_ok(), started.elapsed().as_secs_f64());
     shared.pool_state(pool, |s| s.status.reconciles += 1);
     match result {
         Ok(action) => {
@@ -156,6 +160,7 @@ async fn reconcile_inner<R: Runtime>(
     let create_not_before = shared.pool_state(pool, |s| {
         if decision.replicas != facts.replicas {
             let direction = if decision.replicas > facts.replicas { "up" } else { "down" };
+            shared.metrics.record_scale(pool, direction, decision.reason);
             s.status.last_scale = Some(ScaleEvent {
                 time: unix_now(),
                 direction,
@@ -221,7 +226,9 @@ async fn reconcile_inner<R: Runtime>(
             } else {
                 shared.config.stop_grace
             };
-            shared.runtime.remove(&id, grace).await?;
+            shared
+                .metrics
+                .docker("remove", shared.runtime.remove(&id, grace).await)?;
             shared.store.remove(&id);
             match reason {
                 RemoveReason::Surplus if scaled_down => {
@@ -294,9 +301,14 @@ async fn prepare<R: Runtime>(
         return Ok(());
     }
     if let Some(net) = &spec.template.network {
-        shared.runtime.ensure_network(net).await?;
+        shared
+            .metrics
+            .docker("ensure_network", shared.runtime.ensure_network(net).await)?;
     }
-    shared.runtime.ensure_image(&spec.template.image).await?;
+    shared.metrics.docker(
+        "ensure_image",
+        shared.runtime.ensure_image(&spec.template.image).await,
+    )?;
     shared.pool_state(pool, |s| s.prepared = Some(spec.spec_hash.clone()));
     Ok(())
 }
@@ -324,7 +336,9 @@ async fn create_one<R: Runtime>(
         template: spec.template.clone(),
         spec_hash: spec.spec_hash.clone(),
     };
-    let info = shared.runtime.create(&req).await?;
+    let info = shared
+        .metrics
+        .docker("create", shared.runtime.create(&req).await)?;
     let (id, name) = (info.id.clone(), info.name.clone());
     shared.store.insert_created(info);
     shared.ensure_probe(&id, pool, spec);
@@ -353,10 +367,13 @@ async fn prune<R: Runtime>(shared: &Arc<Shared<R>>, pool: &str) -> Result<(), Ru
         let shared = shared.clone();
         async move {
             shared.store.mark_draining(&o.info.id);
-            shared
-                .runtime
-                .remove(&o.info.id, shared.config.stop_grace)
-                .await?;
+            shared.metrics.docker(
+                "remove",
+                shared
+                    .runtime
+                    .remove(&o.info.id, shared.config.stop_grace)
+                    .await,
+            )?;
             shared.store.remove(&o.info.id);
             tracing::info!("Removed container {} of deleted pool {pool}", o.info.name);
             Ok::<(), RuntimeError>(())

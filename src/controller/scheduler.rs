@@ -63,12 +63,30 @@ impl Trigger {
 /// Creates a trigger handle and the receiving end that [`run`] consumes.
 pub fn channel() -> (Trigger, Receiver) {
     let (tx, rx) = mpsc::unbounded_channel();
-    (Trigger { tx }, Receiver { rx })
+    (
+        Trigger { tx },
+        Receiver {
+            rx,
+            on_depth: Box::new(|_| {}),
+        },
+    )
 }
 
 /// The receiving end of a [`Trigger`].
 pub struct Receiver {
     rx: mpsc::UnboundedReceiver<Msg>,
+    /// Told the number of pools waiting for a reconcile slot whenever it changes (the
+    /// queue-depth metric), so the scheduler itself knows nothing of metrics.
+    on_depth: Box<dyn Fn(usize) + Send>,
+}
+
+impl Receiver {
+    /// Calls `f` with the queue depth (pools waiting for a free reconcile slot) each
+    /// time it changes.
+    pub fn on_queue_depth(mut self, f: impl Fn(usize) + Send + 'static) -> Receiver {
+        self.on_depth = Box::new(f);
+        self
+    }
 }
 
 /// Runs reconciles until `shutdown` resolves, then waits for the running ones to end
@@ -89,6 +107,7 @@ pub async fn run<F, Fut>(
     let mut again: HashSet<String> = HashSet::new();
     let mut timers: HashMap<String, Instant> = HashMap::new();
     let mut tasks: JoinSet<(String, Action)> = JoinSet::new();
+    let mut depth_told = 0;
     tokio::pin!(shutdown);
 
     let enqueue = |pool: String, queue: &mut VecDeque<String>, queued: &mut HashSet<String>| {
@@ -110,6 +129,10 @@ pub async fn run<F, Fut>(
             running.insert(pool.clone());
             let fut = reconcile(pool.clone());
             tasks.spawn(async move { (pool, fut.await) });
+        }
+        if queue.len() != depth_told {
+            depth_told = queue.len();
+            (rx.on_depth)(depth_told);
         }
 
         let next_timer = timers.values().min().copied();
@@ -280,6 +303,28 @@ mod tests {
             ends.iter().map(|d| d.as_secs()).collect::<Vec<_>>(),
             [1, 1, 2, 2, 3]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_queue_depth_is_reported_as_pools_wait_for_a_slot_and_leave_it() {
+        let log: Log = Default::default();
+        let depths = Arc::new(Mutex::new(Vec::new()));
+        let (trigger, rx) = channel();
+        let seen = depths.clone();
+        let rx = rx.on_queue_depth(move |n| seen.lock().unwrap().push(n));
+        for p in ["a", "b", "c"] {
+            trigger.now(p);
+        }
+        let stop = tokio::time::sleep(Duration::from_secs(5));
+        run(
+            rx,
+            1,
+            recorder(log.clone(), Duration::from_secs(1), Action::await_change()),
+            stop,
+        )
+        .await;
+        // One slot: two pools wait, then one, then none.
+        assert_eq!(*depths.lock().unwrap(), [2, 1, 0]);
     }
 
     #[tokio::test(start_paused = true)]

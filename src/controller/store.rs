@@ -69,6 +69,7 @@ impl Observed {
             usage: self.usage,
             idle_since: self.idle_since,
             in_flight: self.in_flight.load(Ordering::Relaxed),
+            pinned: self.info.pinned,
         }
     }
 }
@@ -80,8 +81,8 @@ pub struct LoadChange {
     pub name: String,
     /// Pool name.
     pub pool: String,
-    /// Previous state, if it had one.
-    pub from: Option<LoadState>,
+    /// Previous state (a container starts out Healthy, as in the seed).
+    pub from: LoadState,
     /// New state.
     pub to: LoadState,
 }
@@ -181,6 +182,19 @@ impl ObservedStore {
         self.synced.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// Adds a container, or refreshes what Docker says about one already known.
+    pub fn upsert(&self, info: ContainerInfo) {
+        let mut inner = self.write();
+        match inner.containers.get_mut(&info.id) {
+            Some(o) => o.info = info,
+            None => {
+                inner
+                    .containers
+                    .insert(info.id.clone(), fresh(info, Instant::now()));
+            }
+        }
+    }
+
     /// Records a container this operator just created.
     pub fn insert_created(&self, info: ContainerInfo) {
         let mut inner = self.write();
@@ -248,9 +262,17 @@ impl ObservedStore {
         let best = inner
             .containers
             .values()
-            .filter(|o| o.info.pool == pool && o.phase() == Phase::Ready && Some(o.info.id.as_str()) != avoid)
+            .filter(|o| {
+                o.info.pool == pool
+                    && o.phase() == Phase::Ready
+                    && Some(o.info.id.as_str()) != avoid
+            })
             .filter_map(|o| o.info.host_port.map(|port| (o, port)))
-            .min_by(|(a, _), (b, _)| route_key(a).partial_cmp(&route_key(b)).unwrap_or(std::cmp::Ordering::Equal))?;
+            .min_by(|(a, _), (b, _)| {
+                route_key(a)
+                    .partial_cmp(&route_key(b))
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            })?;
         let (o, port) = best;
         o.in_flight.fetch_add(1, Ordering::Relaxed);
         Some(Route {
@@ -288,8 +310,8 @@ impl ObservedStore {
         } else {
             o.idle_since = None;
         }
-        let from = o.load.replace(state);
-        (from != Some(state)).then(|| LoadChange {
+        let from = o.load.replace(state).unwrap_or(LoadState::Healthy);
+        (from != state).then(|| LoadChange {
             name: o.info.name.clone(),
             pool: o.info.pool.clone(),
             from,
@@ -380,5 +402,349 @@ fn fresh(info: ContainerInfo, now: Instant) -> Observed {
         load: None,
         idle_since: None,
         in_flight: Arc::new(AtomicUsize::new(0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The gateway's pick: which container of a pool gets the next request.
+
+    use std::collections::{BTreeMap, HashSet};
+    use std::path::Path;
+    use std::time::SystemTime;
+
+    use super::*;
+
+    const MANIFEST: &str = "apiVersion: invok.dev/v1alpha1\nkind: FunctionPool\nmetadata:\n  name: web\nspec:\n  image: invok/demo-fn:latest\n  scaling:\n    cpuOverloadThreshold: 0.70\n    memoryOverloadThreshold: 300M\n    cooldownCpuThreshold: 0.10\n";
+
+    fn spec() -> EffectiveSpec {
+        crate::manifest::load_str(Path::new("web.yaml"), MANIFEST, &Default::default())
+            .pools
+            .remove("web")
+            .expect("the test manifest is valid")
+            .spec
+    }
+
+    fn info(pool: &str, id: &str, state: RunState, port: Option<u16>) -> ContainerInfo {
+        ContainerInfo {
+            id: id.to_string(),
+            name: format!("invok-{pool}-{id}"),
+            pool: pool.to_string(),
+            spec_hash: "h".to_string(),
+            state,
+            host_port: port,
+            created: SystemTime::UNIX_EPOCH,
+            image: "invok/demo-fn:latest".to_string(),
+            labels: BTreeMap::new(),
+            pinned: false,
+        }
+    }
+
+    /// A store holding `list` (listed before anything else happened).
+    fn store(list: Vec<ContainerInfo>) -> ObservedStore {
+        let s = ObservedStore::new();
+        s.apply_list(list, Instant::now());
+        s
+    }
+
+    /// Ready, running containers of pool `web` with ids `ids` and ports 40001...
+    fn ready_store(ids: &[&str]) -> ObservedStore {
+        let s = store(
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| info("web", id, RunState::Running, Some(40001 + i as u16)))
+                .collect(),
+        );
+        for id in ids {
+            assert!(s.mark_ready(id));
+        }
+        s
+    }
+
+    fn usage(s: &ObservedStore, id: &str, cpu: f64, rss: u64) {
+        s.record_usage(id, Usage { cpu, rss }, &spec(), Instant::now());
+    }
+
+    fn in_flight(s: &ObservedStore, id: &str) -> usize {
+        s.get(id).unwrap().in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Picks and returns the chosen id, releasing the request at once.
+    fn pick_released(s: &ObservedStore, avoid: Option<&str>) -> Option<String> {
+        s.pick("web", avoid).map(|r| {
+            r.in_flight.fetch_sub(1, Ordering::Relaxed);
+            r.id
+        })
+    }
+
+    #[test]
+    fn an_empty_store_or_an_unknown_pool_gives_none() {
+        let s = ObservedStore::new();
+        assert!(s.pick("web", None).is_none());
+        let s = ready_store(&["a"]);
+        assert!(s.pick("other", None).is_none());
+        assert_eq!(in_flight(&s, "a"), 0, "a failed pick counts nothing");
+    }
+
+    #[test]
+    fn the_route_names_the_container_and_shares_its_counter() {
+        let s = ready_store(&["a"]);
+        let r = s.pick("web", None).unwrap();
+        assert_eq!(r.id, "a");
+        assert_eq!(r.name, "invok-web-a");
+        assert_eq!(r.port, 40001);
+        assert_eq!(in_flight(&s, "a"), 1);
+        assert_eq!(s.views("web")[0].in_flight, 1, "the scaler sees it too");
+        r.in_flight.fetch_sub(1, Ordering::Relaxed);
+        assert_eq!(in_flight(&s, "a"), 0);
+    }
+
+    #[test]
+    fn only_ready_containers_with_a_port_are_picked() {
+        let s = store(vec![
+            info("web", "ready", RunState::Running, Some(40001)),
+            info("web", "noport", RunState::Running, None),
+            info("web", "starting", RunState::Running, Some(40003)),
+            info("web", "created", RunState::Created, Some(40004)),
+            info("other", "elsewhere", RunState::Running, Some(40005)),
+        ]);
+        assert!(s.mark_ready("ready"));
+        assert!(s.mark_ready("noport"));
+        assert!(s.mark_ready("elsewhere"));
+        let mut picked = HashSet::new();
+        for _ in 0..10 {
+            // Not released: in-flight counts grow, and still nothing else qualifies.
+            picked.insert(s.pick("web", None).unwrap().id);
+        }
+        assert_eq!(picked, HashSet::from(["ready".to_string()]));
+        assert_eq!(in_flight(&s, "ready"), 10);
+        for id in ["noport", "starting", "created", "elsewhere"] {
+            assert_eq!(in_flight(&s, id), 0, "{id} counted a request");
+        }
+        // A pool of containers none of which qualifies: None.
+        s.mark_draining("ready");
+        assert!(s.pick("web", None).is_none());
+    }
+
+    #[test]
+    fn starting_draining_failed_exited_and_unready_containers_are_never_picked() {
+        let s = store(vec![
+            info("web", "starting", RunState::Running, Some(40001)),
+            info("web", "draining", RunState::Running, Some(40002)),
+            info("web", "failed", RunState::Running, Some(40003)),
+            info("web", "exited", RunState::Running, Some(40004)),
+            info("web", "unready", RunState::Running, Some(40005)),
+            info("web", "removing", RunState::Running, Some(40006)),
+            info("web", "paused", RunState::Running, Some(40007)),
+        ]);
+        for id in [
+            "draining", "failed", "exited", "unready", "removing", "paused",
+        ] {
+            assert!(s.mark_ready(id));
+        }
+        s.mark_draining("draining");
+        s.mark_failed("failed");
+        assert!(s.mark_unready("unready"));
+        // A relist sees some of them change state.
+        s.apply_list(
+            vec![
+                info("web", "starting", RunState::Running, Some(40001)),
+                info("web", "draining", RunState::Running, Some(40002)),
+                info("web", "failed", RunState::Running, Some(40003)),
+                info("web", "exited", RunState::Exited, Some(40004)),
+                info("web", "unready", RunState::Running, Some(40005)),
+                info("web", "removing", RunState::Removing, Some(40006)),
+                info("web", "paused", RunState::Paused, Some(40007)),
+            ],
+            Instant::now(),
+        );
+        let phases: Vec<(String, Phase)> = s
+            .pool("web")
+            .iter()
+            .map(|o| (o.info.id.clone(), o.phase()))
+            .collect();
+        assert!(
+            phases.iter().all(|(_, p)| *p != Phase::Ready),
+            "no container may be ready here: {phases:?}"
+        );
+        assert!(s.pick("web", None).is_none());
+        // Healthy load samples do not make them routable either.
+        for (id, _) in &phases {
+            usage(&s, id, 0.2, 1 << 20);
+        }
+        assert!(s.pick("web", None).is_none());
+        for (id, _) in &phases {
+            assert_eq!(in_flight(&s, id), 0, "{id} counted a request");
+        }
+        // The one that only lacked readiness becomes routable once its probe passes.
+        assert!(s.mark_ready("starting"));
+        assert_eq!(pick_released(&s, None).as_deref(), Some("starting"));
+    }
+
+    #[test]
+    fn a_removed_container_is_not_picked() {
+        let s = ready_store(&["a", "b"]);
+        s.remove("a");
+        for _ in 0..4 {
+            assert_eq!(pick_released(&s, None).as_deref(), Some("b"));
+        }
+        s.remove("b");
+        assert!(s.pick("web", None).is_none());
+    }
+
+    #[test]
+    fn fewest_in_flight_wins_and_a_pick_counts_at_once() {
+        let s = ready_store(&["a", "b", "c"]);
+        // Three picks without releasing: three different containers.
+        let first: HashSet<String> = (0..3).map(|_| s.pick("web", None).unwrap().id).collect();
+        assert_eq!(first.len(), 3, "{first:?}");
+        // Three more: each container now carries two.
+        let second: HashSet<String> = (0..3).map(|_| s.pick("web", None).unwrap().id).collect();
+        assert_eq!(second.len(), 3, "{second:?}");
+        for id in ["a", "b", "c"] {
+            assert_eq!(in_flight(&s, id), 2);
+        }
+        // One finishes on b: b is the least busy.
+        s.get("b")
+            .unwrap()
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+        assert_eq!(s.pick("web", None).unwrap().id, "b");
+    }
+
+    #[test]
+    fn two_picks_go_to_two_containers() {
+        let s = ready_store(&["a", "b"]);
+        let r1 = s.pick("web", None).unwrap();
+        let r2 = s.pick("web", None).unwrap();
+        assert_ne!(r1.id, r2.id);
+        assert_ne!(r1.port, r2.port);
+    }
+
+    #[test]
+    fn in_flight_counts_come_before_cpu() {
+        let s = ready_store(&["busy", "cpu"]);
+        usage(&s, "busy", 0.05, 1 << 20);
+        usage(&s, "cpu", 0.60, 1 << 20);
+        // busy has the lower CPU but two requests in flight.
+        s.get("busy")
+            .unwrap()
+            .in_flight
+            .fetch_add(2, Ordering::Relaxed);
+        assert_eq!(pick_released(&s, None).as_deref(), Some("cpu"));
+    }
+
+    #[test]
+    fn lower_cpu_breaks_ties() {
+        let s = ready_store(&["a", "b", "c"]);
+        usage(&s, "a", 0.50, 1 << 20);
+        usage(&s, "b", 0.20, 1 << 20);
+        usage(&s, "c", 0.65, 1 << 20);
+        for _ in 0..5 {
+            assert_eq!(pick_released(&s, None).as_deref(), Some("b"));
+        }
+        // Held (not released), the order of CPU decides among the equally busy.
+        let order: Vec<String> = (0..3).map(|_| s.pick("web", None).unwrap().id).collect();
+        assert_eq!(order, ["b", "a", "c"]);
+        // A new sample changes the preference.
+        usage(&s, "c", 0.01, 1 << 20);
+        usage(&s, "b", 0.40, 1 << 20);
+        assert_eq!(s.pick("web", None).unwrap().id, "c");
+    }
+
+    #[test]
+    fn a_container_without_a_sample_counts_as_no_cpu() {
+        let s = ready_store(&["sampled", "new"]);
+        usage(&s, "sampled", 0.30, 1 << 20);
+        assert_eq!(pick_released(&s, None).as_deref(), Some("new"));
+    }
+
+    #[test]
+    fn an_overloaded_container_is_only_a_last_resort() {
+        let s = ready_store(&["hot", "fat", "ok"]);
+        usage(&s, "hot", 0.95, 1 << 20); // CPU above 0.70
+        usage(&s, "fat", 0.20, 400_000_000); // RSS above 300M
+        usage(&s, "ok", 0.65, 1 << 20);
+        // ok is busier and uses more CPU than fat, and still wins.
+        s.get("ok")
+            .unwrap()
+            .in_flight
+            .fetch_add(5, Ordering::Relaxed);
+        for _ in 0..4 {
+            assert_eq!(pick_released(&s, None).as_deref(), Some("ok"));
+        }
+        // Without ok, the overloaded ones take requests, least in flight then CPU.
+        s.mark_draining("ok");
+        assert_eq!(pick_released(&s, None).as_deref(), Some("fat"));
+        let held = s.pick("web", None).unwrap();
+        assert_eq!(held.id, "fat");
+        assert_eq!(pick_released(&s, None).as_deref(), Some("hot"));
+        // When the load falls, hot is preferred again.
+        usage(&s, "hot", 0.30, 1 << 20);
+        s.get("hot")
+            .unwrap()
+            .in_flight
+            .fetch_add(3, Ordering::Relaxed);
+        assert_eq!(pick_released(&s, None).as_deref(), Some("hot"));
+    }
+
+    #[test]
+    fn an_overloaded_container_is_picked_when_the_others_are_not_ready() {
+        let s = store(vec![
+            info("web", "hot", RunState::Running, Some(40001)),
+            info("web", "starting", RunState::Running, Some(40002)),
+        ]);
+        assert!(s.mark_ready("hot"));
+        usage(&s, "hot", 0.99, 1 << 20);
+        assert_eq!(pick_released(&s, None).as_deref(), Some("hot"));
+        assert!(s.mark_ready("starting"));
+        assert_eq!(pick_released(&s, None).as_deref(), Some("starting"));
+    }
+
+    #[test]
+    fn avoid_excludes_a_container() {
+        let s = ready_store(&["a", "b"]);
+        usage(&s, "a", 0.01, 1 << 20);
+        usage(&s, "b", 0.50, 1 << 20);
+        assert_eq!(pick_released(&s, None).as_deref(), Some("a"));
+        for _ in 0..3 {
+            assert_eq!(pick_released(&s, Some("a")).as_deref(), Some("b"));
+        }
+        assert_eq!(in_flight(&s, "a"), 0);
+        // Avoiding the only candidate leaves none; avoiding an unknown id changes nothing.
+        s.mark_draining("b");
+        assert!(s.pick("web", Some("a")).is_none());
+        assert_eq!(pick_released(&s, Some("zzz")).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn concurrent_picks_spread_evenly() {
+        let s = Arc::new(ready_store(&["a", "b", "c", "d"]));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    (0..25)
+                        .map(|_| s.pick("web", None).unwrap())
+                        .collect::<Vec<Route>>()
+                })
+            })
+            .collect();
+        let routes: Vec<Route> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(routes.len(), 100);
+        let counts: Vec<usize> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|id| in_flight(&s, id))
+            .collect();
+        assert_eq!(counts.iter().sum::<usize>(), 100);
+        // Concurrent readers may both see the same minimum, so the spread is not exact,
+        // but no container may be left far behind.
+        assert!(
+            counts.iter().all(|&c| (15..=35).contains(&c)),
+            "uneven spread {counts:?}"
+        );
     }
 }

@@ -61,6 +61,9 @@ pub struct DockerRuntime {
     /// network name unless the (removed from bollard's models) `CheckDuplicate` flag is
     /// set, so two pools creating the same network at once would otherwise make two.
     network_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Containers a library user registered (full id -> pool): listed as that pool's,
+    /// pinned (never removed), although they carry none of our labels.
+    registered: Arc<std::sync::RwLock<BTreeMap<String, String>>>,
 }
 
 impl DockerRuntime {
@@ -114,6 +117,7 @@ impl DockerRuntime {
             docker,
             instance,
             network_lock: Arc::new(tokio::sync::Mutex::new(())),
+            registered: Default::default(),
         }
     }
 
@@ -166,6 +170,82 @@ impl DockerRuntime {
             .filter(|s| self.owns(s.labels.as_ref()))
             .filter_map(container_info)
             .collect())
+    }
+
+    /// Registers a container that Invok did not create (by id or name) as a member of
+    /// `pool`: it is listed, sampled, probed and routed to like the pool's own, but it is
+    /// never replaced or removed. Returns it as listed.
+    pub async fn register(
+        &self,
+        id_or_name: &str,
+        pool: &str,
+    ) -> Result<ContainerInfo, RuntimeError> {
+        let c = self
+            .docker
+            .inspect_container(id_or_name, None)
+            .await
+            .map_err(map_err)?;
+        let id =
+            c.id.ok_or_else(|| RuntimeError::Api(format!("{id_or_name}: Docker gave no id")))?;
+        self.registered
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), pool.to_string());
+        self.list_registered()
+            .await?
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| {
+                RuntimeError::Api(format!("{id_or_name} vanished while being registered"))
+            })
+    }
+
+    /// The registered containers that still exist, as their pools' members.
+    async fn list_registered(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
+        let registered = self
+            .registered
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if registered.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut filters: HashMap<&str, Vec<String>> = HashMap::new();
+        filters.insert("id", registered.keys().cloned().collect());
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let summaries = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(map_err)?;
+        let mut seen = Vec::new();
+        let infos = summaries
+            .into_iter()
+            .filter_map(|s| {
+                // A registered container may publish on all interfaces; loopback reaches it.
+                let any_port = s.ports.as_deref().unwrap_or_default().iter().find_map(|p| {
+                    (matches!(p.ip.as_deref(), Some("127.0.0.1") | Some("0.0.0.0")))
+                        .then_some(p.public_port)
+                        .flatten()
+                });
+                let mut info = container_info(s)?;
+                let pool = registered.get(&info.id)?.clone();
+                seen.push(info.id.clone());
+                info.pool = pool;
+                info.pinned = true;
+                info.host_port = info.host_port.or(any_port);
+                Some(info)
+            })
+            .collect();
+        // Forget containers that are gone for good.
+        self.registered
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| seen.contains(id));
+        Ok(infos)
     }
 
     /// Force-removes a container; gone or already being removed counts as done.
@@ -269,7 +349,9 @@ impl Runtime for DockerRuntime {
 
     #[tracing::instrument(skip(self), fields(instance = %self.instance))]
     async fn list(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
-        self.list_filtered(None).await
+        let mut list = self.list_filtered(None).await?;
+        list.extend(self.list_registered().await?);
+        Ok(list)
     }
 
     #[tracing::instrument(skip(self))]
@@ -559,6 +641,7 @@ fn container_info(s: ContainerSummary) -> Option<ContainerInfo> {
         image: s.image.unwrap_or_default(),
         labels,
         id,
+        pinned: false,
     })
 }
 

@@ -157,6 +157,7 @@ impl Runtime for MemoryRuntime {
             created: SystemTime::now(),
             image: req.template.image.clone(),
             labels: req.labels(),
+            pinned: false,
         };
         self.containers.lock().unwrap().insert(
             id.clone(),

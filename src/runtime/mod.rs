@@ -91,6 +91,9 @@ pub struct ContainerInfo {
     /// All labels, for adoption checks.
     #[serde(skip)]
     pub labels: BTreeMap<String, String>,
+    /// Registered by a library user rather than created by Invok: routed to and counted,
+    /// never replaced or removed.
+    pub pinned: bool,
 }
 
 mod unix_secs {

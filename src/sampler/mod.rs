@@ -44,6 +44,45 @@ pub fn usage_between(prev: RawSample, now: RawSample, wall: Duration, cpu_capaci
     }
 }
 
+/// Where the sampler reads usage from, chosen with `INVOK_SAMPLER` (for figures and for
+/// hosts where one path misbehaves).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `auto` (the default): cgroup files, the stats API when none is readable.
+    Auto,
+    /// `cgroup`: cgroup files only, never the stats API.
+    Cgroup,
+    /// `stats`: Docker's streaming stats API only, even where cgroup files are readable.
+    Stats,
+}
+
+impl Source {
+    /// Parses `auto`, `cgroup` or `stats`.
+    ///
+    /// ```
+    /// use invok::sampler::Source;
+    /// assert_eq!(Source::parse("stats"), Ok(Source::Stats));
+    /// assert!(Source::parse("cgroups").is_err());
+    /// ```
+    pub fn parse(s: &str) -> Result<Source, String> {
+        match s.trim() {
+            "" | "auto" => Ok(Source::Auto),
+            "cgroup" => Ok(Source::Cgroup),
+            "stats" => Ok(Source::Stats),
+            other => Err(format!(
+                "INVOK_SAMPLER: {other:?} is not one of auto, cgroup, stats"
+            )),
+        }
+    }
+
+    /// `INVOK_SAMPLER`, or `auto` when unset.
+    pub fn from_env() -> Result<Source, String> {
+        std::env::var("INVOK_SAMPLER")
+            .map(|v| Source::parse(&v))
+            .unwrap_or(Ok(Source::Auto))
+    }
+}
+
 struct Last {
     sample: RawSample,
     at: Instant,
@@ -52,6 +91,10 @@ struct Last {
 /// Samples until cancelled (the controller aborts it on shutdown).
 pub async fn run<R: Runtime>(shared: Arc<Shared<R>>) {
     let reader = CgroupReader::detect();
+    let source = Source::from_env().unwrap_or_else(|e| {
+        tracing::error!("{e}; sampling with auto");
+        Source::Auto
+    });
     let mut fallback: Option<stats::StatsSampler> = None;
     let mut last: HashMap<String, Last> = HashMap::new();
     let mut logged_layout = false;
@@ -82,7 +125,12 @@ pub async fn run<R: Runtime>(shared: Arc<Shared<R>>) {
                     continue;
                 }
             }
-            let sample = match reader.read(id) {
+            let read = if source == Source::Stats {
+                Err(CgroupError::NotFound)
+            } else {
+                reader.read(id)
+            };
+            let sample = match read {
                 Ok(s) => Some(s),
                 Err(CgroupError::NotFound) => {
                     cgroup_failed.push(id.clone());
@@ -109,16 +157,12 @@ pub async fn run<R: Runtime>(shared: Arc<Shared<R>>) {
                     spec.template.cpu_capacity(),
                 );
                 if let Some(change) = shared.store.record_usage(id, usage, spec, now) {
-                    match change.from {
-                        Some(from) => tracing::info!(
-                            "Container {} status changed from {from} to {}",
-                            change.name,
-                            change.to
-                        ),
-                        None => {
-                            tracing::debug!("Container {} status is {}", change.name, change.to)
-                        }
-                    }
+                    tracing::info!(
+                        "Container {} status changed from {} to {}",
+                        change.name,
+                        change.from,
+                        change.to
+                    );
                     shared.trigger.now(pool);
                 } else if usage.cpu > spec.scaling.cpu_overload_threshold
                     || usage.rss > spec.scaling.memory_overload_threshold
@@ -131,12 +175,23 @@ pub async fn run<R: Runtime>(shared: Arc<Shared<R>>) {
         }
         // No cgroup file readable at all (a remote daemon): follow Docker's stats streams.
         // A local container that vanished between list and read is no reason to.
-        if !cgroup_failed.is_empty() && reader.layout().is_none() {
+        let use_stats = match source {
+            Source::Auto => reader.layout().is_none(),
+            Source::Cgroup => false,
+            Source::Stats => true,
+        };
+        if !cgroup_failed.is_empty() && use_stats {
             if let Some(docker) = shared.runtime.docker_client() {
                 let f = fallback.get_or_insert_with(|| {
-                    tracing::info!(
-                        "cgroup files not readable; sampling through the Docker stats API"
-                    );
+                    if source == Source::Stats {
+                        tracing::info!(
+                            "INVOK_SAMPLER=stats: sampling through the Docker stats API"
+                        );
+                    } else {
+                        tracing::info!(
+                            "cgroup files not readable; sampling through the Docker stats API"
+                        );
+                    }
                     stats::StatsSampler::new(docker)
                 });
                 for id in &cgroup_failed {

@@ -87,6 +87,8 @@ pub struct ContainerView {
     pub idle_since: Option<Instant>,
     /// Requests in flight through the gateway.
     pub in_flight: usize,
+    /// Registered by a library user: counts as current, never removed.
+    pub pinned: bool,
 }
 
 /// The pool-level facts [`decide`] needs beyond the containers.
@@ -162,7 +164,7 @@ fn ceil_div(sum: f64, per: f64) -> usize {
 /// #   .validate(&Default::default()).unwrap();
 /// let now = tokio::time::Instant::now();
 /// let busy = ContainerView { id: "a".into(), spec_hash: spec.spec_hash.clone(), phase: Phase::Ready,
-///     created: now, usage: Some(Usage { cpu: 1.4, rss: 0 }), idle_since: None, in_flight: 0 };
+///     created: now, usage: Some(Usage { cpu: 1.4, rss: 0 }), idle_since: None, in_flight: 0, pinned: false };
 /// let d = decide(&spec, &[busy], &PoolFacts { replicas: 1, ..Default::default() }, now);
 /// assert_eq!((d.replicas, d.reason), (2, Reason::Cpu)); // ceil(1.4 / 0.7)
 /// ```
@@ -264,7 +266,8 @@ pub fn decide(
         .iter()
         .copied()
         .filter(|c| {
-            c.in_flight == 0
+            !c.pinned
+                && c.in_flight == 0
                 && c.usage
                     .is_some_and(|u| classify(spec, u) == LoadState::Idle)
                 && c.idle_since
@@ -348,13 +351,18 @@ pub fn plan(
 ) -> Plan {
     let mut p = Plan::default();
     let mut live: Vec<&ContainerView> = Vec::new();
+    let mut pinned = 0;
     for c in containers {
         match c.phase {
+            // Registered containers are the user's: counted while they serve, never removed.
+            Phase::Starting | Phase::Ready if c.pinned => pinned += 1,
+            _ if c.pinned => {}
             Phase::Failed => p.remove.push((c.id.clone(), RemoveReason::Failed)),
             Phase::Draining => {}
             Phase::Starting | Phase::Ready => live.push(c),
         }
     }
+    let replicas = replicas.saturating_sub(pinned);
     let (new, old): (Vec<&ContainerView>, Vec<&ContainerView>) =
         live.into_iter().partition(|c| c.spec_hash == spec_hash);
     // Old containers that are not ready serve nobody: they go at once.

@@ -49,6 +49,7 @@ fn ready(id: &str, cpu: f64) -> ContainerView {
         }),
         idle_since: None,
         in_flight: 0,
+        pinned: false,
     }
 }
 
@@ -232,7 +233,10 @@ fn waiting_requests_start_a_zero_pool_sized_by_target_concurrency() {
     let d = decide(&s, &[], &f, t0());
     assert_eq!((d.replicas, d.reason), (1, Reason::Demand));
     // A burst without a concurrency target starts one container, not one per request.
-    let burst = PoolFacts { waiting_requests: 10, ..f.clone() };
+    let burst = PoolFacts {
+        waiting_requests: 10,
+        ..f.clone()
+    };
     assert_eq!(decide(&s, &[], &burst, t0()).replicas, 1);
     let s = spec_with(Scaling {
         min_containers: Some(0),
@@ -390,6 +394,7 @@ fn arb_container(i: usize) -> impl Strategy<Value = ContainerView> {
                 usage: usage.map(|(cpu, rss)| Usage { cpu, rss }),
                 idle_since: idle_for.map(|s| now - Duration::from_secs(s)),
                 in_flight,
+                pinned: false,
             }
         })
 }

@@ -412,6 +412,25 @@ pub struct Load {
     pub answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
+type Flag = std::sync::Arc<std::sync::atomic::AtomicBool>;
+type Count = std::sync::Arc<std::sync::atomic::AtomicU64>;
+
+fn load_worker(stop: Flag, answered: Count, id: String, path: String, deadline: Instant) {
+    std::thread::spawn(move || {
+        use std::sync::atomic::Ordering;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let Some(port) = host_port(&id) else { return };
+            match http_get(port, &path) {
+                Ok(_) => {
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+                // Not listening yet, or going away: look again shortly.
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    });
+}
+
 impl Load {
     fn new() -> Load {
         Load {
@@ -420,28 +439,16 @@ impl Load {
         }
     }
 
-    fn worker(&self, id: String, path: String, deadline: Instant) {
-        let stop = self.stop.clone();
-        let answered = self.answered.clone();
-        std::thread::spawn(move || {
-            use std::sync::atomic::Ordering;
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                let Some(port) = host_port(&id) else { return };
-                match http_get(port, &path) {
-                    Ok(_) => {
-                        answered.fetch_add(1, Ordering::Relaxed);
-                    }
-                    // Not listening yet, or going away: look again shortly.
-                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
-                }
-            }
-        });
-    }
-
     /// Sends `path` to the container `id` until stopped, or for `max` at most.
     pub fn on(id: &str, path: &str, max: Duration) -> Load {
         let load = Load::new();
-        load.worker(id.into(), path.into(), Instant::now() + max);
+        load_worker(
+            load.stop.clone(),
+            load.answered.clone(),
+            id.into(),
+            path.into(),
+            Instant::now() + max,
+        );
         load
     }
 
@@ -451,23 +458,18 @@ impl Load {
         let load = Load::new();
         let deadline = Instant::now() + max;
         let (instance, pool, path) = (instance.to_string(), pool.to_string(), path.to_string());
-        let feeder = Load {
-            stop: load.stop.clone(),
-            answered: load.answered.clone(),
-        };
+        let (stop, answered) = (load.stop.clone(), load.answered.clone());
         std::thread::spawn(move || {
             use std::sync::atomic::Ordering;
             let mut seen = std::collections::HashSet::new();
-            while !feeder.stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                 for c in running(&instance, &pool) {
                     if seen.insert(c.id.clone()) {
-                        feeder.worker(c.id, path.clone(), deadline);
+                        load_worker(stop.clone(), answered.clone(), c.id, path.clone(), deadline);
                     }
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
-            // `feeder` shares the stop flag: forget it rather than stop everyone on drop.
-            std::mem::forget(feeder);
         });
         load
     }

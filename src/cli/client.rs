@@ -1,0 +1,493 @@
+//! A small client of the admin API, for the commands that talk to a running operator
+//! (`get`, `describe`, `apply --wait`, `delete --wait`), and the report types they read.
+//!
+//! Blocking on purpose: each command makes a handful of GETs, so the client owns a
+//! current-thread runtime and hides it. Every failure to reach the server becomes one
+//! line that names the address tried and what to do.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+
+/// Connecting to a loopback admin API is instant; a slow one is most likely wrong.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A whole request, body included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `--server`, shared by every command that talks to the operator.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServerArgs {
+    /// The operator's admin API (`invok run --admin-listen`).
+    #[arg(
+        long,
+        env = "INVOK_SERVER",
+        default_value = "http://127.0.0.1:8081",
+        value_name = "URL"
+    )]
+    pub server: String,
+}
+
+/// A connection to one operator's admin API.
+pub struct Client {
+    base: String,
+    rt: tokio::runtime::Runtime,
+    http: hyper_util::client::legacy::Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl Client {
+    /// A client for `server`: `http://HOST:PORT[/PREFIX]`, or `HOST:PORT`.
+    pub fn new(server: &str) -> anyhow::Result<Client> {
+        let base = normalize(server)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(1)
+            .build(connector);
+        Ok(Client { base, rt, http })
+    }
+
+    /// The server's base URL, as requests use it.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET path`: the status code and body.
+    pub fn get(&self, path: &str) -> anyhow::Result<(u16, Bytes)> {
+        let url = format!("{}{path}", self.base);
+        let uri: http::Uri = url.parse().with_context(|| format!("invalid URL {url}"))?;
+        let req = http::Request::get(uri)
+            .header(http::header::ACCEPT, "application/json")
+            .body(Empty::<Bytes>::new())
+            .context("building the request")?;
+        let unreachable = |cause: String| {
+            anyhow!(
+                "cannot reach the Invok admin API at {}: {cause}; is `invok run` running? \
+                 Point --server (or INVOK_SERVER) at its --admin-listen address",
+                self.base
+            )
+        };
+        self.rt.block_on(async {
+            let sent = tokio::time::timeout(REQUEST_TIMEOUT, async {
+                let resp = self.http.request(req).await?;
+                let status = resp.status().as_u16();
+                let body = resp.into_body().collect().await?.to_bytes();
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, body))
+            })
+            .await;
+            match sent {
+                Err(_) => Err(unreachable(format!(
+                    "no answer within {}s",
+                    REQUEST_TIMEOUT.as_secs()
+                ))),
+                Ok(Err(e)) => Err(unreachable(root_cause(e.as_ref()))),
+                Ok(Ok(r)) => Ok(r),
+            }
+        })
+    }
+
+    /// `GET path` as JSON; `None` when the server answers 404.
+    pub fn get_json(&self, path: &str) -> anyhow::Result<Option<serde_json::Value>> {
+        let (status, body) = self.get(path)?;
+        if status == 404 {
+            return Ok(None);
+        }
+        if status != 200 {
+            bail!(
+                "GET {}{path}: HTTP {status}: {}",
+                self.base,
+                String::from_utf8_lossy(&body).trim()
+            );
+        }
+        serde_json::from_slice(&body)
+            .map(Some)
+            .with_context(|| format!("GET {}{path}: the answer is not JSON", self.base))
+    }
+
+    /// Every pool's report, as the server sent them.
+    pub fn pools(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let v = self.get_json("/api/v1/pools")?.ok_or_else(|| {
+            anyhow!(
+                "{} has no /api/v1/pools: is it an Invok admin API?",
+                self.base
+            )
+        })?;
+        match v.get("pools") {
+            Some(serde_json::Value::Array(a)) => Ok(a.clone()),
+            _ => bail!(
+                "{}/api/v1/pools: unexpected answer (no \"pools\" list)",
+                self.base
+            ),
+        }
+    }
+
+    /// One pool's report, as the server sent it; `None` when the operator does not know it.
+    pub fn pool(&self, name: &str) -> anyhow::Result<Option<serde_json::Value>> {
+        self.get_json(&format!("/api/v1/pools/{name}"))
+    }
+}
+
+fn normalize(server: &str) -> anyhow::Result<String> {
+    let s = server.trim().trim_end_matches('/');
+    if s.is_empty() {
+        bail!("--server is empty: give the admin API's address, e.g. http://127.0.0.1:8081");
+    }
+    if s.starts_with("https://") {
+        bail!("--server {server}: https is not supported; the admin API speaks plain HTTP (keep it on loopback)");
+    }
+    let url = if s.contains("://") {
+        s.to_string()
+    } else {
+        format!("http://{s}")
+    };
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| anyhow!("--server {server}: not a URL ({e}); expected http://HOST:PORT"))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        bail!("--server {server}: expected http://HOST:PORT");
+    }
+    Ok(url)
+}
+
+/// The innermost cause of an error: "Connection refused (os error 111)" rather than
+/// "client error (Connect)".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    let text = cur.to_string();
+    if text.is_empty() {
+        e.to_string()
+    } else {
+        text
+    }
+}
+
+/// A pool report (`GET /api/v1/pools/{name}`), the fields the commands print. Unknown
+/// fields are ignored, so a newer operator does not break an older command line.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PoolReport {
+    pub name: String,
+    pub source: Option<String>,
+    pub spec: Option<Spec>,
+    pub summary: Summary,
+    pub desired_reason: Option<String>,
+    pub manifest_error: Option<String>,
+    pub last_error: Option<String>,
+    pub containers: Vec<Container>,
+    pub conditions: Vec<Condition>,
+    pub observed_spec_hashes: Vec<String>,
+    pub last_scale: Option<Scale>,
+    pub reconciles: u64,
+    pub events: Vec<Event>,
+}
+
+impl PoolReport {
+    /// Parses a report the server sent.
+    pub fn from_json(v: &serde_json::Value) -> anyhow::Result<PoolReport> {
+        PoolReport::deserialize(v).context("unexpected pool report from the server")
+    }
+
+    /// The condition of this type, if reported.
+    pub fn condition(&self, kind: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.kind == kind)
+    }
+
+    /// Containers that are not being removed.
+    pub fn live_containers(&self) -> impl Iterator<Item = &Container> {
+        self.containers.iter().filter(|c| c.phase != "draining")
+    }
+
+    /// Live containers made from another spec than the one in force (a rollout's rest).
+    pub fn outdated(&self) -> usize {
+        let Some(spec) = &self.spec else { return 0 };
+        self.live_containers()
+            .filter(|c| c.phase != "failed" && c.spec_hash != spec.spec_hash)
+            .count()
+    }
+
+    /// One word for the pool, as kubectl's STATUS column: the Degraded reason when
+    /// degraded, else the Progressing reason while progressing, else Ready or NotReady.
+    pub fn status_word(&self) -> String {
+        if self.spec.is_none() {
+            return if self.manifest_error.is_some() {
+                "InvalidSpec".into()
+            } else {
+                "Terminating".into()
+            };
+        }
+        let is = |kind: &str| self.condition(kind).is_some_and(|c| c.status == "True");
+        if is("Degraded") {
+            return self
+                .condition("Degraded")
+                .map(|c| c.reason.clone())
+                .unwrap_or_default();
+        }
+        if is("Progressing") {
+            return self
+                .condition("Progressing")
+                .map(|c| c.reason.clone())
+                .unwrap_or_default();
+        }
+        if self.conditions.is_empty() {
+            return "Pending".into();
+        }
+        if is("Ready") {
+            "Ready".into()
+        } else {
+            "NotReady".into()
+        }
+    }
+
+    /// Seconds since the pool was first seen: its `PoolCreated` event or its oldest
+    /// container, whichever is older (both restart with the operator).
+    pub fn age_seconds(&self, now: u64) -> Option<u64> {
+        let created = self
+            .events
+            .iter()
+            .find(|e| e.reason == "PoolCreated")
+            .map(|e| now.saturating_sub(e.time));
+        let oldest = self.containers.iter().map(|c| c.age_seconds).max();
+        created.into_iter().chain(oldest).max()
+    }
+}
+
+/// The seed's counts.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Summary {
+    pub container_count: usize,
+    pub healthy_containers: usize,
+    pub overloaded_containers: usize,
+    pub idle_containers: usize,
+    pub ready_containers: usize,
+    pub starting_containers: usize,
+    pub desired_containers: usize,
+}
+
+/// The effective spec in force.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Spec {
+    pub template: Template,
+    pub scaling: Scaling,
+    pub readiness: serde_json::Value,
+    pub spec_hash: String,
+}
+
+/// What a container of the pool looks like.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Template {
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
+    pub port: u16,
+    pub network: Option<String>,
+    pub cpus: Option<f64>,
+    pub memory: Option<u64>,
+}
+
+/// Scaling settings with defaults applied.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Scaling {
+    pub min: usize,
+    pub max: usize,
+    pub cpu_overload_threshold: f64,
+    pub memory_overload_threshold: u64,
+    pub cooldown_cpu_threshold: f64,
+    pub cooldown_duration: String,
+    pub poll_interval: String,
+    pub target_concurrency: Option<u32>,
+}
+
+/// One container.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Container {
+    pub name: String,
+    pub id: String,
+    pub state: String,
+    pub phase: String,
+    pub ready: bool,
+    pub status: Option<String>,
+    pub cpu: Option<f64>,
+    pub rss: Option<u64>,
+    pub in_flight: usize,
+    pub age_seconds: u64,
+    pub host_port: Option<u16>,
+    pub spec_hash: String,
+}
+
+/// A Kubernetes-style condition.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Something that happened to the pool.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Event {
+    pub time: u64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The last change of the replica target.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Scale {
+    pub time: u64,
+    pub direction: String,
+    pub reason: String,
+    pub from: usize,
+    pub to: usize,
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// An age as kubectl prints it: `45s`, `3m12s`, `25m`, `5h`, `3d`.
+pub fn age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 600 => format!("{}m{}s", s / 60, s % 60),
+        s if s < 3 * 3600 => format!("{}m", s / 60),
+        s if s < 48 * 3600 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// Bytes in binary units: `812Ki`, `12.5Mi`, `1.2Gi`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [(&str, f64); 3] = [("Gi", 1073741824.0), ("Mi", 1048576.0), ("Ki", 1024.0)];
+    for (unit, size) in UNITS {
+        let v = n as f64 / size;
+        if v >= 1.0 {
+            let text = if v >= 100.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.1}")
+            };
+            return format!("{}{unit}", text.trim_end_matches(".0"));
+        }
+    }
+    n.to_string()
+}
+
+/// A CPU fraction as a percentage: `0.253` -> `25%`.
+pub fn percent(f: f64) -> String {
+    format!("{:.0}%", f * 100.0)
+}
+
+/// Columns padded to their widest cell, separated by three spaces (as kubectl prints).
+pub fn table(rows: &[Vec<String>]) -> String {
+    let widths = widths(rows, &[]);
+    rows.iter().map(|r| format_row(r, &widths)).collect()
+}
+
+/// The width of each column: its widest cell, and at least `at_least` (to keep a
+/// watched table aligned with what was printed before).
+pub fn widths(rows: &[Vec<String>], at_least: &[usize]) -> Vec<usize> {
+    let cols = rows
+        .iter()
+        .map(Vec::len)
+        .max()
+        .unwrap_or(0)
+        .max(at_least.len());
+    (0..cols)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .chain(at_least.get(i).copied())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// One table line, padded to `widths`.
+pub fn format_row(row: &[String], widths: &[usize]) -> String {
+    let mut line = String::new();
+    for (i, cell) in row.iter().enumerate() {
+        if i + 1 == row.len() {
+            line.push_str(cell);
+        } else {
+            let w = widths.get(i).copied().unwrap_or(0);
+            line.push_str(&format!("{cell:<w$}   "));
+        }
+    }
+    let mut line = line.trim_end().to_string();
+    line.push('\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_without_a_scheme_is_http_and_https_is_refused() {
+        assert_eq!(
+            normalize("127.0.0.1:9081").unwrap(),
+            "http://127.0.0.1:9081"
+        );
+        assert_eq!(
+            normalize("http://localhost:8081/").unwrap(),
+            "http://localhost:8081"
+        );
+        assert!(normalize("https://x:1")
+            .unwrap_err()
+            .to_string()
+            .contains("https"));
+        assert!(normalize("").is_err());
+    }
+
+    #[test]
+    fn sizes_and_ages_read_like_kubectl() {
+        assert_eq!(bytes(512), "512");
+        assert_eq!(bytes(2048), "2Ki");
+        assert_eq!(bytes(12_582_912), "12Mi");
+        assert_eq!(bytes(13_000_000), "12.4Mi");
+        assert_eq!(age(59), "59s");
+        assert_eq!(age(200), "3m20s");
+        assert_eq!(age(7200), "120m");
+        assert_eq!(age(4 * 86400), "4d");
+        assert_eq!(percent(0.253), "25%");
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(&[
+            vec!["NAME".into(), "READY".into()],
+            vec!["hello-world".into(), "1/1".into()],
+        ]);
+        assert_eq!(t, "NAME          READY\nhello-world   1/1\n");
+    }
+}

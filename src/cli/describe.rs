@@ -1,0 +1,282 @@
+//! `invok describe`: everything a running operator knows about one pool, for people.
+
+use anyhow::bail;
+
+use super::client::{self, Client, PoolReport, ServerArgs};
+use super::EXIT_OK;
+
+/// Show one pool in detail, from a running operator.
+///
+/// Prints the effective spec (defaults applied), the replica counts and why, the
+/// conditions (Ready, Progressing, Degraded with their reasons), every container with
+/// its state, readiness, load status, CPU (of its limit), RSS, requests in flight, age
+/// and loopback port, the last scale event and the recent events.
+///
+/// Example:
+///   invok describe hello
+///   invok describe web --server http://127.0.0.1:9081
+#[derive(clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The pool.
+    name: String,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let client = Client::new(&args.server.server)?;
+    let Some(v) = client.pool(&args.name)? else {
+        bail!(
+            "functionpool/{} not found (the operator at {} does not know it)",
+            args.name,
+            client.base()
+        );
+    };
+    print!(
+        "{}",
+        render(&PoolReport::from_json(&v)?, client::unix_now())
+    );
+    Ok(EXIT_OK)
+}
+
+fn or_none(v: Option<String>) -> String {
+    v.unwrap_or_else(|| "<none>".into())
+}
+
+/// Indents a table under a section title.
+fn section(out: &mut String, title: &str, rows: Vec<Vec<String>>) {
+    out.push_str(title);
+    out.push_str(":\n");
+    if rows.len() <= 1 {
+        out.push_str("  <none>\n");
+        return;
+    }
+    for line in client::table(&rows).lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+}
+
+/// The whole description of a pool.
+pub fn render(r: &PoolReport, now: u64) -> String {
+    let mut fields: Vec<(&str, String)> = vec![
+        ("Name", r.name.clone()),
+        ("Source", or_none(r.source.clone())),
+        ("Status", r.status_word()),
+    ];
+    if let Some(sp) = &r.spec {
+        let t = &sp.template;
+        let s = &sp.scaling;
+        fields.extend([
+            ("Image", t.image.clone()),
+            (
+                "Command",
+                t.command
+                    .as_ref()
+                    .map(|c| format!("{c:?}"))
+                    .unwrap_or_else(|| "<image default>".into()),
+            ),
+            ("Port", t.port.to_string()),
+            ("Network", or_none(t.network.clone())),
+            (
+                "Environment",
+                if t.env.is_empty() {
+                    "<none>".into()
+                } else {
+                    t.env
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            ),
+            (
+                "Limits",
+                match (t.cpus, t.memory) {
+                    (None, None) => "<none>".into(),
+                    (cpus, mem) => [
+                        cpus.map(|c| format!("cpus {c}")),
+                        mem.map(|m| format!("memory {}", client::bytes(m))),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                },
+            ),
+            (
+                "Readiness",
+                match sp.readiness.get("path").and_then(|p| p.as_str()) {
+                    Some(path) => format!("HTTP GET {path} (below 400 is ready)"),
+                    None => "TCP connect to the port".into(),
+                },
+            ),
+            ("Containers", format!("min {}, max {}", s.min, s.max)),
+            (
+                "Overloaded",
+                format!(
+                    "CPU above {} of {}, or RSS above {}",
+                    client::percent(s.cpu_overload_threshold),
+                    if t.cpus.is_some() {
+                        "the limit"
+                    } else {
+                        "one core"
+                    },
+                    client::bytes(s.memory_overload_threshold)
+                ),
+            ),
+            (
+                "Idle",
+                format!(
+                    "CPU below {}; removed after {} idle",
+                    client::percent(s.cooldown_cpu_threshold),
+                    s.cooldown_duration
+                ),
+            ),
+            ("Poll interval", s.poll_interval.clone()),
+            (
+                "Target concurrency",
+                s.target_concurrency
+                    .map(|c| format!("{c} requests in flight per container"))
+                    .unwrap_or_else(|| "<none>".into()),
+            ),
+            ("Spec hash", sp.spec_hash.clone()),
+        ]);
+    }
+    let sm = &r.summary;
+    fields.push((
+        "Replicas",
+        format!(
+            "{} desired ({}), {} current, {} ready, {} starting, {} outdated",
+            sm.desired_containers,
+            r.desired_reason.as_deref().unwrap_or("-"),
+            sm.container_count,
+            sm.ready_containers,
+            sm.starting_containers,
+            r.outdated()
+        ),
+    ));
+    fields.push((
+        "Load",
+        format!(
+            "{} healthy, {} overloaded, {} idle",
+            sm.healthy_containers, sm.overloaded_containers, sm.idle_containers
+        ),
+    ));
+    fields.push((
+        "Last scale",
+        or_none(r.last_scale.as_ref().map(|l| {
+            format!(
+                "{} {} -> {} ({}), {} ago",
+                l.direction,
+                l.from,
+                l.to,
+                l.reason,
+                client::age(now.saturating_sub(l.time))
+            )
+        })),
+    ));
+    if let Some(e) = &r.manifest_error {
+        fields.push(("Manifest error", e.clone()));
+    }
+    if let Some(e) = &r.last_error {
+        fields.push(("Last error", e.clone()));
+    }
+    fields.push(("Reconciles", r.reconciles.to_string()));
+
+    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
+    let mut out = String::new();
+    for (k, v) in &fields {
+        out.push_str(&format!("{:<width$}{v}\n", format!("{k}:")));
+    }
+
+    let mut conditions = vec![vec![
+        "TYPE".to_string(),
+        "STATUS".into(),
+        "REASON".into(),
+        "MESSAGE".into(),
+    ]];
+    conditions.extend(r.conditions.iter().map(|c| {
+        vec![
+            c.kind.clone(),
+            c.status.clone(),
+            c.reason.clone(),
+            c.message.clone(),
+        ]
+    }));
+    section(&mut out, "Conditions", conditions);
+
+    let mut containers = vec![[
+        "NAME",
+        "STATE",
+        "READY",
+        "STATUS",
+        "CPU",
+        "RSS",
+        "IN-FLIGHT",
+        "AGE",
+        "PORT",
+        "SPEC",
+    ]
+    .map(String::from)
+    .to_vec()];
+    let current_hash = r.spec.as_ref().map(|s| s.spec_hash.as_str());
+    containers.extend(r.containers.iter().map(|c| {
+        vec![
+            c.name.clone(),
+            if c.phase == "draining" {
+                "draining".into()
+            } else {
+                c.state.clone()
+            },
+            if c.ready { "yes" } else { "no" }.into(),
+            c.status.clone().unwrap_or_else(|| "-".into()),
+            c.cpu.map(client::percent).unwrap_or_else(|| "-".into()),
+            c.rss.map(client::bytes).unwrap_or_else(|| "-".into()),
+            c.in_flight.to_string(),
+            client::age(c.age_seconds),
+            c.host_port
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            if Some(c.spec_hash.as_str()) == current_hash {
+                "current".into()
+            } else {
+                "outdated".into()
+            },
+        ]
+    }));
+    section(&mut out, "Containers", containers);
+
+    let mut events = vec![["AGE", "TYPE", "REASON", "MESSAGE"]
+        .map(String::from)
+        .to_vec()];
+    events.extend(r.events.iter().map(|e| {
+        vec![
+            client::age(now.saturating_sub(e.time)),
+            e.kind.clone(),
+            e.reason.clone(),
+            e.message.clone(),
+        ]
+    }));
+    section(&mut out, "Events", events);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_without_containers_or_events_says_none() {
+        let r = PoolReport {
+            name: "web".into(),
+            ..Default::default()
+        };
+        let text = render(&r, 0);
+        assert!(text.starts_with("Name:"), "{text}");
+        assert!(text.contains("Containers:\n  <none>\n"), "{text}");
+        assert!(text.contains("Events:\n  <none>\n"), "{text}");
+    }
+}

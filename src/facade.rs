@@ -1,0 +1,550 @@
+//! The seed's programmatic API: [`AutoscalingRuntime`] and its builder, over the very
+//! engine `invok run` uses.
+//!
+//! Pools are declared in code instead of manifests: the first container registered for
+//! a function creates its pool, with the registered container's image, port and the
+//! builder's scaling settings. Registered containers are sampled, probed, counted and
+//! routed to like Invok's own, but never replaced or removed; Invok grows such a pool
+//! with containers of its own (labelled as such) and shrinks it by removing only those.
+//! There is no second implementation here: the controller reconciles, the sampler
+//! samples and [`crate::controller::ObservedStore::pick`] picks.
+//!
+//! ```no_run
+//! use invok::AutoscalingRuntime;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = AutoscalingRuntime::new("invok-network".to_string()).await?;
+//! runtime.start().await?;
+//! runtime.register_container("my-function", "container-123".to_string(), "my-function-container-1".to_string()).await?;
+//! if let Some(container_id) = runtime.execute_function("my-function").await? {
+//!     println!("Function executed on container: {}", container_id);
+//! }
+//! println!("{}", serde_json::to_string_pretty(&runtime.get_status())?);
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::api::{self, FunctionPool, FunctionPoolSpec, ObjectMeta, Scaling, ScalingDefaults};
+use crate::controller::report::PoolSummary;
+use crate::controller::{Config, Controller, Shared};
+use crate::runtime::docker::DockerRuntime;
+use crate::runtime::RuntimeError;
+use crate::scaler::{self, LoadState, Phase, PoolFacts};
+
+/// Why a call of the programmatic API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AutoscalingError {
+    /// Docker refused or could not be reached.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// A bad environment variable (for [`AutoscalingRuntime::new`]).
+    #[error(transparent)]
+    Env(#[from] api::EnvError),
+    /// The function name or the pool built from it is invalid.
+    #[error("function {function:?}: {message}")]
+    InvalidPool {
+        /// The function.
+        function: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// `start` was called twice.
+    #[error("the autoscaler is already started")]
+    AlreadyStarted,
+}
+
+/// The autoscaler's settings, printed at start as the seed's log line shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AutoscalerConfig {
+    /// CPU fraction above which a container is overloaded.
+    pub cpu_overload_threshold: f64,
+    /// RSS in bytes above which a container is overloaded.
+    pub memory_overload_threshold: u64,
+    /// CPU fraction below which a container is idle.
+    pub cooldown_cpu_threshold: f64,
+    /// Idle time before a container is removed.
+    pub cooldown_duration: Duration,
+    /// Containers kept per function.
+    pub min_containers_per_function: usize,
+    /// Containers allowed per function.
+    pub max_containers_per_function: usize,
+    /// Sampling period.
+    pub poll_interval: Duration,
+}
+
+impl AutoscalerConfig {
+    /// The settings the seed's environment variables give (else the seed's values).
+    pub fn from_defaults(d: &ScalingDefaults) -> AutoscalerConfig {
+        AutoscalerConfig {
+            cpu_overload_threshold: d.cpu_overload_threshold,
+            memory_overload_threshold: d.memory_overload_threshold,
+            cooldown_cpu_threshold: d.cooldown_cpu_threshold,
+            cooldown_duration: d.cooldown_duration,
+            min_containers_per_function: d.min_containers as usize,
+            max_containers_per_function: d.max_containers as usize,
+            poll_interval: d.poll_interval,
+        }
+    }
+
+    fn scaling(&self) -> Scaling {
+        Scaling {
+            min_containers: Some(self.min_containers_per_function as u32),
+            max_containers: Some(self.max_containers_per_function as u32),
+            cpu_overload_threshold: Some(self.cpu_overload_threshold),
+            memory_overload_threshold: Some(api::IntOrString::Int(self.memory_overload_threshold)),
+            cooldown_cpu_threshold: Some(self.cooldown_cpu_threshold),
+            cooldown_duration: Some(api::IntOrString::String(api::format_duration(
+                self.cooldown_duration,
+            ))),
+            poll_interval: Some(api::IntOrString::String(api::format_duration(
+                self.poll_interval,
+            ))),
+            target_concurrency: None,
+        }
+    }
+}
+
+impl Default for AutoscalerConfig {
+    fn default() -> Self {
+        AutoscalerConfig::from_defaults(&ScalingDefaults::default())
+    }
+}
+
+/// Builds an [`AutoscalingRuntime`] with custom settings (the seed's builder).
+///
+/// ```no_run
+/// use invok::AutoscalingRuntimeBuilder;
+/// use std::time::Duration;
+/// # fn demo(docker: bollard::Docker) {
+/// let runtime = AutoscalingRuntimeBuilder::new()
+///     .cpu_overload_threshold(0.80)
+///     .memory_overload_threshold(500_000_000)
+///     .min_containers_per_function(2)
+///     .max_containers_per_function(20)
+///     .cooldown_duration(Duration::from_secs(60))
+///     .poll_interval(Duration::from_secs(1))
+///     .build(docker, "invok-network".to_string());
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct AutoscalingRuntimeBuilder {
+    config: AutoscalerConfig,
+    instance: Option<String>,
+}
+
+impl AutoscalingRuntimeBuilder {
+    /// Starts from the seed's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// CPU fraction above which a container is overloaded.
+    pub fn cpu_overload_threshold(mut self, v: f64) -> Self {
+        self.config.cpu_overload_threshold = v;
+        self
+    }
+
+    /// RSS in bytes above which a container is overloaded.
+    pub fn memory_overload_threshold(mut self, v: u64) -> Self {
+        self.config.memory_overload_threshold = v;
+        self
+    }
+
+    /// CPU fraction below which a container is idle.
+    pub fn cooldown_cpu_threshold(mut self, v: f64) -> Self {
+        self.config.cooldown_cpu_threshold = v;
+        self
+    }
+
+    /// Containers kept per function.
+    pub fn min_containers_per_function(mut self, v: usize) -> Self {
+        self.config.min_containers_per_function = v;
+        self
+    }
+
+    /// Containers allowed per function.
+    pub fn max_containers_per_function(mut self, v: usize) -> Self {
+        self.config.max_containers_per_function = v;
+        self
+    }
+
+    /// Idle time before a container is removed.
+    pub fn cooldown_duration(mut self, v: Duration) -> Self {
+        self.config.cooldown_duration = v;
+        self
+    }
+
+    /// Sampling period.
+    pub fn poll_interval(mut self, v: Duration) -> Self {
+        self.config.poll_interval = v;
+        self
+    }
+
+    /// The instance label of the containers Invok creates (default `library`), so
+    /// several runtimes on one host keep to their own.
+    pub fn instance(mut self, v: impl Into<String>) -> Self {
+        self.instance = Some(v.into());
+        self
+    }
+
+    /// Builds the runtime over an already connected (and version-negotiated) client.
+    pub fn build(self, docker: bollard::Docker, network: String) -> AutoscalingRuntime {
+        let instance = self.instance.unwrap_or_else(|| "library".to_string());
+        let runtime = Arc::new(DockerRuntime::with_docker(docker, instance.clone()));
+        let mut config = Config::new("<api>", instance);
+        config.watch_manifests = false;
+        config.relist_interval = Duration::from_secs(2);
+        config.defaults = ScalingDefaults {
+            min_containers: self.config.min_containers_per_function as u32,
+            max_containers: self.config.max_containers_per_function as u32,
+            cpu_overload_threshold: self.config.cpu_overload_threshold,
+            memory_overload_threshold: self.config.memory_overload_threshold,
+            cooldown_cpu_threshold: self.config.cooldown_cpu_threshold,
+            cooldown_duration: self.config.cooldown_duration,
+            poll_interval: self.config.poll_interval,
+        };
+        let controller = Controller::new(runtime.clone(), config);
+        AutoscalingRuntime {
+            shared: controller.shared(),
+            runtime,
+            controller: Mutex::new(Some(controller)),
+            stop: Mutex::new(None),
+            config: self.config,
+            network,
+            user_ids: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+/// The seed's high-level interface: pools of containers per function, autoscaled.
+///
+/// Dropping it (or [`AutoscalingRuntime::shutdown`]) stops the background tasks; the
+/// containers keep running.
+pub struct AutoscalingRuntime {
+    shared: Arc<Shared<DockerRuntime>>,
+    runtime: Arc<DockerRuntime>,
+    controller: Mutex<Option<Controller<DockerRuntime>>>,
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    config: AutoscalerConfig,
+    network: String,
+    /// Full container id -> the id the user registered it by.
+    user_ids: Mutex<BTreeMap<String, String>>,
+}
+
+impl AutoscalingRuntime {
+    /// Connects to the local Docker daemon; settings from the seed's environment
+    /// variables (`CPU_OVERLOAD_THRESHOLD`, ...), else the seed's values.
+    pub async fn new(network: String) -> Result<AutoscalingRuntime, AutoscalingError> {
+        let defaults = ScalingDefaults::from_env()?;
+        let docker = DockerRuntime::connect("library".into())
+            .await?
+            .docker()
+            .clone();
+        let d = AutoscalerConfig::from_defaults(&defaults);
+        let builder = AutoscalingRuntimeBuilder {
+            config: d,
+            instance: None,
+        };
+        Ok(builder.build(docker, network))
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &AutoscalerConfig {
+        &self.config
+    }
+
+    /// Starts the background sampling and scaling tasks.
+    pub async fn start(&self) -> Result<(), AutoscalingError> {
+        let controller = self
+            .controller
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or(AutoscalingError::AlreadyStarted)?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        tokio::spawn(controller.run(async move {
+            let _ = rx.await;
+        }));
+        Ok(())
+    }
+
+    /// Stops the background tasks (also done on drop). Containers keep running.
+    pub fn shutdown(&self) {
+        if let Some(tx) = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Adds an existing container to `function`'s pool, creating the pool on first use
+    /// from the container's image and port.
+    pub async fn register_container(
+        &self,
+        function: &str,
+        container_id: String,
+        container_name: String,
+    ) -> Result<(), AutoscalingError> {
+        let info = self.runtime.register(&container_id, function).await?;
+        self.user_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(info.id.clone(), container_id.clone());
+        // The container joins the store before the pool exists, so the pool's first
+        // reconcile counts it (and creates nothing it does not need).
+        let (id, host_port, running) = (
+            info.id.clone(),
+            info.host_port,
+            info.state == crate::runtime::RunState::Running,
+        );
+        let image = info.image.clone();
+        self.shared.store.upsert(info);
+        if !self.shared.desired().pools.contains_key(function) {
+            let inspect = self
+                .runtime
+                .docker()
+                .inspect_container(&id, None)
+                .await
+                .map_err(|e| RuntimeError::Api(e.to_string()))?;
+            let port = inspect
+                .config
+                .as_ref()
+                .and_then(|c| c.exposed_ports.as_ref())
+                .and_then(|p| {
+                    p.iter()
+                        .find_map(|k| k.split('/').next()?.parse::<u32>().ok())
+                })
+                .unwrap_or(api::DEFAULT_PORT as u32);
+            let manifest = FunctionPool {
+                api_version: api::API_VERSION.into(),
+                kind: api::KIND.into(),
+                metadata: ObjectMeta {
+                    name: function.to_string(),
+                    ..Default::default()
+                },
+                spec: FunctionPoolSpec {
+                    image,
+                    port: Some(port),
+                    network: (!self.network.is_empty()).then(|| self.network.clone()),
+                    scaling: Some(self.config.scaling()),
+                    ..Default::default()
+                },
+            };
+            let spec = manifest
+                .validate(&self.shared.config.defaults)
+                .map_err(|errs| AutoscalingError::InvalidPool {
+                    function: function.to_string(),
+                    message: errs
+                        .iter()
+                        .map(|e| e.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                })?;
+            if running && probe_until_ready(&spec.readiness, host_port).await {
+                self.shared.store.mark_ready(&id);
+            }
+            self.shared.declare_pool(manifest, spec);
+        } else if running {
+            let probe = self
+                .shared
+                .desired()
+                .pools
+                .get(function)
+                .map(|p| p.spec.readiness.clone());
+            if probe_until_ready(&probe.unwrap_or(api::Probe::Tcp), host_port).await {
+                self.shared.store.mark_ready(&id);
+            }
+        }
+        tracing::info!(
+            "Registered container {container_name} ({container_id}) for function {function}"
+        );
+        self.shared.trigger.now(function);
+        Ok(())
+    }
+
+    /// The container to run `function` on, by the gateway's picker; `None` when the
+    /// pool has no ready container.
+    pub async fn execute_function(
+        &self,
+        function: &str,
+    ) -> Result<Option<String>, AutoscalingError> {
+        let Some(route) = self.shared.store.pick(function, None) else {
+            return Ok(None);
+        };
+        // This API hands out a container, not a request: nothing stays in flight.
+        route.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let user_id = self
+            .user_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&route.id)
+            .cloned();
+        Ok(Some(user_id.unwrap_or(route.id)))
+    }
+
+    /// The seed's status document (the same as the admin API's `GET /status`).
+    pub fn get_status(&self) -> serde_json::Value {
+        serde_json::to_value(self.shared.runtime_status()).unwrap_or_default()
+    }
+
+    /// The admin API (`/status`, `/api/v1/pools`, `/healthz`, ...) over this runtime's
+    /// state, to serve next to an application.
+    pub fn admin_router(&self) -> axum::Router {
+        crate::admin::router(self.shared.clone())
+    }
+
+    /// The autoscaler, for the seed's debug calls.
+    pub fn autoscaler(&self) -> Autoscaler {
+        Autoscaler {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for AutoscalingRuntime {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Probes a registered container for up to two seconds; one without a loopback port
+/// cannot be probed and counts as ready while it runs.
+async fn probe_until_ready(probe: &api::Probe, port: Option<u16>) -> bool {
+    let Some(port) = port else { return true };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        if crate::probe::probe_once(probe, port).await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Coordinates the pools (the seed's debug handle).
+#[derive(Clone)]
+pub struct Autoscaler {
+    shared: Arc<Shared<DockerRuntime>>,
+}
+
+impl Autoscaler {
+    /// Every pool's status, in the seed's shape.
+    pub fn get_all_pool_status(&self) -> Vec<PoolSummary> {
+        self.shared.runtime_status().pools.into_values().collect()
+    }
+
+    /// A handle on one function's pool (the pool need not have containers yet).
+    pub async fn get_or_create_pool(&self, function: &str) -> ContainerPool {
+        ContainerPool {
+            shared: self.shared.clone(),
+            function: function.to_string(),
+        }
+    }
+}
+
+/// A shared handle on one function's pool.
+#[derive(Clone)]
+pub struct ContainerPool {
+    shared: Arc<Shared<DockerRuntime>>,
+    function: String,
+}
+
+impl ContainerPool {
+    /// The function's name.
+    pub fn function_name(&self) -> &str {
+        &self.function
+    }
+
+    /// Containers in the pool (starting or ready).
+    pub fn container_count(&self) -> usize {
+        self.containers()
+            .iter()
+            .filter(|c| matches!(c.phase, Phase::Starting | Phase::Ready))
+            .count()
+    }
+
+    /// One manager per container.
+    pub fn containers(&self) -> Vec<ContainerManager> {
+        self.shared
+            .store
+            .pool(&self.function)
+            .into_iter()
+            .map(|o| ContainerManager {
+                phase: o.phase(),
+                status: if o.phase() == Phase::Ready {
+                    o.load
+                } else {
+                    None
+                },
+                cpu: o.usage.map(|u| u.cpu).unwrap_or(0.0),
+                memory: o.usage.map(|u| u.rss).unwrap_or(0),
+                id: o.info.id,
+                name: o.info.name,
+            })
+            .collect()
+    }
+
+    /// Ids of the containers the scaler would remove now (idle past the cooldown,
+    /// longest idle first).
+    pub fn get_scaledown_candidates(&self) -> Vec<String> {
+        let Some(spec) = self
+            .shared
+            .desired()
+            .pools
+            .get(&self.function)
+            .map(|p| p.spec.clone())
+        else {
+            return Vec::new();
+        };
+        let views = self.shared.store.views(&self.function);
+        let facts = PoolFacts {
+            replicas: self
+                .shared
+                .pool_status(&self.function)
+                .map(|s| s.desired_replicas)
+                .unwrap_or(views.len()),
+            ..Default::default()
+        };
+        scaler::decide(&spec, &views, &facts, tokio::time::Instant::now()).victims
+    }
+}
+
+/// One monitored container (the seed's `ContainerManager`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerManager {
+    /// Container id.
+    pub id: String,
+    /// Container name.
+    pub name: String,
+    phase: Phase,
+    status: Option<LoadState>,
+    cpu: f64,
+    memory: u64,
+}
+
+impl ContainerManager {
+    /// CPU as a fraction of the container's limit (0.0 until sampled).
+    pub fn cpu_usage(&self) -> f64 {
+        self.cpu
+    }
+
+    /// RSS in bytes (0 until sampled).
+    pub fn memory_usage(&self) -> u64 {
+        self.memory
+    }
+
+    /// Healthy, Overloaded or Idle; `None` while starting or unsampled.
+    pub fn status(&self) -> Option<LoadState> {
+        self.status
+    }
+
+    /// Where the container is in its life.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+}
