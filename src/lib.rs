@@ -1,17 +1,35 @@
 //! Invok keeps pools of function containers on a Docker host at the size their load needs.
 //!
+//! Users declare `FunctionPool` manifests in a directory; `invok run` converges Docker to
+//! them, scales each pool on CPU, memory and concurrency, and routes invocations to the
+//! least-loaded ready container. The same engine is available as a library through the
+//! seed's [`AutoscalingRuntime`].
+//!
 //! # Layout
 //!
 //! Data flows one way, one module per step:
 //!
 //! ```text
-//! manifest dir --(manifest: read, validate, watch)--> desired pools --+
-//!                                                                      +--> controller --> runtime (Docker)
-//! runtime: events + relist + metrics -------------> observed state ----+
+//! manifest dir --(manifest: read, validate, watch)--> Desired ------+
+//!                                                                   +--> controller: scheduler -> reconcile(pool)
+//! runtime (Docker): events + relist --------------> ObservedStore --+        |  scaler::decide + scaler::plan
+//! sampler (cgroups), probe, gateway (in flight) --> ObservedStore            +--> runtime (create/remove)
+//!                                                                            +--> status --> admin API / CLI
+//! gateway (HTTP) --> ObservedStore::pick --> proxy to the container's loopback port
 //! ```
 //!
 //! - [`api`]: the `FunctionPool` resource and its validated form, [`api::EffectiveSpec`].
-//! - [`manifest`]: reads a directory of YAML into validated pools, with FILE:LINE:COL errors.
+//! - [`manifest`]: reads a directory of YAML into validated pools, with FILE:LINE:COL errors;
+//!   the debounced watcher.
+//! - [`runtime`]: the only module that talks to Docker (bollard), behind the
+//!   [`runtime::Runtime`] trait.
+//! - [`scaler`]: the decisions, pure functions of (spec, observed containers, clock).
+//! - [`sampler`]: CPU and RSS of every container, from cgroup files (stats API fallback).
+//! - [`controller`]: the stores, the scheduler, `reconcile`, backoff and status.
+//! - [`probe`]: readiness probes.
+//! - [`gateway`], [`admin`], [`metrics`]: the HTTP surfaces.
+//! - [`export`]: the same pools as Kubernetes objects.
+//! - [`facade`]: the seed's programmatic API.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
