@@ -39,6 +39,21 @@ fn spec() -> EffectiveSpec {
     spec
 }
 
+/// A 64-hex-digit id that looks like Docker's (random-looking, distinct).
+fn container_id(i: u64) -> String {
+    // splitmix64, four times.
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (0..4)
+        .map(|_| {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            format!("{:016x}", z ^ (z >> 31))
+        })
+        .collect()
+}
+
 /// `n` ready containers; `usage(i)` gives each one's sample and idle time (seconds).
 fn pool(
     spec: &EffectiveSpec,
@@ -51,7 +66,7 @@ fn pool(
         .map(|i| {
             let (cpu, idle_for) = usage(i);
             ContainerView {
-                id: format!("{:064x}", i * 7919 + 1),
+                id: container_id(i as u64),
                 spec_hash: spec.spec_hash.clone(),
                 phase: Phase::Ready,
                 created: created + Duration::from_millis(i as u64),

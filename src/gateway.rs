@@ -78,6 +78,14 @@ struct Gateway<R> {
 }
 
 impl<R> Gateway<R> {
+    /// Another ready container of `pool` than `failed`, taken now (no waiting), with
+    /// whether it needs fresh connections.
+    fn other_than(&self, pool: &str, failed: &str) -> Option<(Route, bool)> {
+        let route = self.shared.store.pick(pool, Some(failed))?;
+        let fresh = self.closes_connections(&route.id);
+        Some((route, fresh))
+    }
+
     fn closes_connections(&self, id: &str) -> bool {
         self.no_keepalive
             .lock()
@@ -287,7 +295,17 @@ async fn handle<R: Runtime>(
         .unwrap_or_default();
     let started = Instant::now();
     let response = forward(&gw, &pool, &rest, req).await;
-    tracing::debug!(pool = %pool, status = response.status().as_u16(), elapsed = ?started.elapsed(), "gateway request");
+    let elapsed = started.elapsed();
+    tracing::debug!(pool = %pool, status = response.status().as_u16(), elapsed = ?elapsed, "gateway request");
+    // Undeclared names share one series, so random URLs cannot grow the metrics.
+    let label = if gw.shared.desired().pools.contains_key(&pool) {
+        pool.as_str()
+    } else {
+        crate::metrics::UNKNOWN_POOL
+    };
+    gw.shared
+        .metrics
+        .observe_gateway(label, response.status().as_u16(), elapsed.as_secs_f64());
     response
 }
 
@@ -407,9 +425,8 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, pool: &str, rest: &str, req: Reque
             tracing::warn!(pool, container = %route.name, "cannot connect to container: {e}");
             gw.shared.report_unreachable(&route.id);
             if replayable {
-                if let Some(other) = gw.shared.store.pick(pool, Some(&route.id)) {
-                    let fresh = gw.closes_connections(&other.id);
-                    retry = Some((other, fresh));
+                retry = gw.other_than(pool, &route.id);
+                if retry.is_some() {
                     continue;
                 }
             }
@@ -428,14 +445,18 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, pool: &str, rest: &str, req: Reque
             // connection, and use new connections for this container from now on.
             tracing::debug!(pool, container = %route.name, "stale pooled connection ({e}); retrying on a fresh one");
             gw.mark_closes_connections(&route.id);
+            // The guard above released this request's count; the retry counts it again.
+            route.in_flight.fetch_add(1, Ordering::Relaxed);
             retry = Some((route, true));
             continue;
         }
+        // A fresh connection that ends without an answer: the container died or its
+        // server is broken. Out of routing until its probe passes again.
         tracing::warn!(pool, container = %route.name, "request to container failed: {e}");
+        gw.shared.report_unreachable(&route.id);
         if idempotent && attempt == 0 {
-            if let Some(other) = gw.shared.store.pick(pool, Some(&route.id)) {
-                let fresh = gw.closes_connections(&other.id);
-                retry = Some((other, fresh));
+            retry = gw.other_than(pool, &route.id);
+            if retry.is_some() {
                 continue;
             }
         }

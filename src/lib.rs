@@ -37,6 +37,7 @@ pub mod admin;
 pub mod api;
 pub mod controller;
 pub mod export;
+pub mod facade;
 pub mod gateway;
 pub mod manifest;
 pub mod metrics;
@@ -44,6 +45,8 @@ pub mod probe;
 pub mod runtime;
 pub mod sampler;
 pub mod scaler;
-pub mod facade;
 
-pub use facade::{Autoscaler, AutoscalerConfig, AutoscalingError, AutoscalingRuntime, AutoscalingRuntimeBuilder, ContainerManager, ContainerPool};
+pub use facade::{
+    Autoscaler, AutoscalerConfig, AutoscalingError, AutoscalingRuntime, AutoscalingRuntimeBuilder,
+    ContainerManager, ContainerPool,
+};

@@ -172,8 +172,8 @@ fn a_container_killed_during_traffic_costs_at_most_its_in_flight_requests() {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
                         break;
                     }
-                    match request(port, "POST", "/function/web/cgi-bin/sleep?ms=50", &[], b"x").0 {
-                        200 => ok += 1,
+                    match request(port, "POST", "/function/web/cgi-bin/sleep?ms=50", &[], b"x") {
+                        (200, _, _) => ok += 1,
                         _ => failed += 1,
                     }
                 }
@@ -346,4 +346,23 @@ fn invok_invoke_answers_through_the_gateway_including_from_zero() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+}
+
+/// Regression: a request replayed after a stale kept-alive connection was counted out
+/// twice, leaving in-flight counts wrapped below zero (and routing blind).
+#[test]
+fn in_flight_counts_return_to_zero_after_traffic() {
+    let op = Operator::start("gw-inflight", &[("web.yaml", pool_yaml("web", 2, 2, ""))]);
+    op.wait_converged("web", 2, T);
+    for _ in 0..30 {
+        assert_eq!(
+            request(op.gateway_port, "GET", "/function/web", &[], b"").0,
+            200
+        );
+    }
+    eventually(T, "every container has nothing in flight", || {
+        let report = op.get_json("/api/v1/pools/web");
+        let cs = report["containers"].as_array().cloned().unwrap_or_default();
+        cs.len() == 2 && cs.iter().all(|c| c["inFlight"] == 0)
+    });
 }

@@ -553,7 +553,10 @@ impl<R: Runtime> Shared<R> {
                 {
                     break;
                 }
-                if o.info.pinned && o.info.host_port.is_none() && o.info.state == crate::runtime::RunState::Running {
+                if o.info.pinned
+                    && o.info.host_port.is_none()
+                    && o.info.state == crate::runtime::RunState::Running
+                {
                     // A registered container without a loopback port cannot be probed:
                     // running is the best we know.
                     shared.store.mark_ready(&id);

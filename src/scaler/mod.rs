@@ -399,7 +399,7 @@ pub fn plan(
 
     if new.len() >= replicas {
         let mut surplus = new.clone();
-        surplus.sort_by_key(rank);
+        surplus.sort_by_cached_key(rank);
         let surplus = &surplus[..new.len() - replicas];
         for c in surplus {
             p.remove.push((c.id.clone(), RemoveReason::Surplus));
