@@ -46,6 +46,7 @@ bench_setup() {
     (cd "$ROOT" && cargo build --release --quiet --bin invok)
     INVOK_BIN=$CARGO_TARGET_DIR/release/invok
   fi
+  log "load average before the run: $(cut -d" " -f1-3 /proc/loadavg)"
   BENCH_TMP=$(mktemp -d)
   INSTANCE=bench-$BENCH_NAME-$$
   MANIFESTS=$BENCH_TMP/manifests
@@ -122,14 +123,15 @@ total_ready_is() { [ "$(status_sum ready_containers)" = "$1" ]; }
 instance_count() { docker ps -aq --filter "label=dev.invok.instance=$INSTANCE" | wc -l; }
 instance_count_is() { [ "$(instance_count)" -eq "$1" ]; }
 
-# manifest NAME MIN MAX [SCALING LINE...]: writes NAME.yaml atomically.
+# manifest NAME MIN MAX [SCALING LINE...]: writes NAME.yaml atomically; $SPEC_EXTRA
+# (e.g. "  resources:\n    cpus: 0.5\n") goes into `spec`.
 manifest() {
   local name=$1 min=$2 max=$3 tmp
   shift 3
   tmp=$MANIFESTS/.$name.tmp
   {
     printf 'apiVersion: invok.dev/v1alpha1\nkind: FunctionPool\nmetadata:\n  name: %s\n' "$name"
-    printf 'spec:\n  image: %s\n  readiness:\n    path: /\n  scaling:\n' "$IMAGE"
+    printf 'spec:\n  image: %s\n%b  readiness:\n    path: /\n  scaling:\n' "$IMAGE" "${SPEC_EXTRA:-}"
     printf '    minContainers: %s\n    maxContainers: %s\n' "$min" "$max"
     for line in "$@"; do printf '    %s\n' "$line"; done
   } >"$tmp"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reaction time (issue 4): from the start of a CPU burn in the only container of a pool
-# (min 1, max 2, default thresholds) to a second container ready, at pollInterval 1 s and
+# (min 1, max 2, default thresholds, half a core: the burn reads ~1.0 of its limit even
+# when other work shares the host) to a second container ready, at pollInterval 1 s and
 # 2 s, beside the pollInterval itself and the bare container start time (`docker run -d`
 # until the published port answers HTTP) measured in the same run.
 #
@@ -13,12 +14,13 @@ POLLS=${POLLS:-1s 2s}
 ROUNDS=${ROUNDS:-3}
 
 bench_setup reaction
+SPEC_EXTRA='  resources:\n    cpus: 0.5\n'
 start_operator
 wait_until 30 "the operator is ready" readyz_ok
 
 # Containers of the pool whose latest sample the operator reports.
 sampled_is() {
-  [ "$(curl -s "http://127.0.0.1:$ADMIN_PORT/api/v1/pools/$1" | grep -o '"cpu":[0-9]' | wc -l)" -ge "$2" ]
+  [ "$(curl -s "http://127.0.0.1:$ADMIN_PORT/api/v1/pools/$1" | { grep -o '"cpu":[0-9]' || true; } | wc -l)" -ge "$2" ]
 }
 
 declare -A REACT START
