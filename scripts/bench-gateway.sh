@@ -16,7 +16,15 @@
 #   gw-close: the same with `Connection: close`   (a new client connection per request,
 #             as every direct request needs: busybox httpd closes after each response)
 # and the table gives requests/s, p50 and p99, the gateway's throughput as a percentage
-# of direct, and the latency it adds. Aim: >= 90% of direct throughput, < 0.3 ms at p50.
+# of direct, the latency it adds, and the CPU time per request of the gateway (the
+# operator process), of the port's docker-proxy and of the container: on 2 cores the
+# load tool, the proxies and the function share the CPU, so throughput follows the CPU
+# each request costs in all. Aim: >= 90% of direct throughput, < 0.3 ms added at p50.
+#
+# Busybox httpd closes the connection after every response (saying so for static files,
+# silently after CGI output), so the gateway cannot keep its upstream connections alive:
+# it opens one per request, as a direct client does. INVOK_BIN=PATH benchmarks another
+# build of invok.
 #
 # Usage: bash scripts/bench-gateway.sh   (DURATION=10 CONNECTIONS=4 THREADS=2 by default)
 # Takes about 1.5 minutes; traffic goes only to 127.0.0.1; the operator is stopped and
@@ -72,11 +80,34 @@ to_ms() {
   }'
 }
 
-# run LABEL URL [wrk args...]: prints "rps p50_ms p99_ms requests errors".
+# CPU time (µs, user + system) of the container's processes so far (cgroup v1 or v2).
+container_cpu_us() {
+  local f
+  for f in "/sys/fs/cgroup/cpuacct/docker/$1/cpuacct.usage" \
+    "/sys/fs/cgroup/system.slice/docker-$1.scope/cpu.stat" "/sys/fs/cgroup/docker/$1/cpu.stat"; do
+    [ -r "$f" ] || continue
+    case $f in
+    *cpuacct.usage) awk '{ printf "%d\n", $1 / 1000 }' "$f" ;;
+    *) awk '$1 == "usage_usec" { print $2 }' "$f" ;;
+    esac
+    return
+  done
+  echo 0
+}
+
+# run_wrk LABEL URL [wrk args...]: prints "rps p50_ms p99_ms requests errors gw_us proxy_us
+# ctr_us": the last three are CPU time per request (µs) of the operator (the gateway),
+# of the docker-proxy of the container's port and of the container, over the run.
 run_wrk() {
-  local label=$1 url=$2 out
+  local label=$1 url=$2 out o0 o1 p0 p1 c0 c1
   shift 2
+  o0=$(cpu_ticks "$OP_PID")
+  p0=$(cpu_ticks "$PROXY_PID")
+  c0=$(container_cpu_us "$CID")
   out=$(wrk -t "$THREADS" -c "$CONNECTIONS" -d "${DURATION}s" --latency "$@" "$url")
+  o1=$(cpu_ticks "$OP_PID")
+  p1=$(cpu_ticks "$PROXY_PID")
+  c1=$(container_cpu_us "$CID")
   echo "$out" >"$BENCH_TMP/wrk-$label.txt"
   local rps p50 p99 reqs errs non2xx
   rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
@@ -85,7 +116,9 @@ run_wrk() {
   reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
   errs=$(echo "$out" | awk -F'[ ,]+' '/Socket errors/ { print $4 + $6 + $8 + $10 }')
   non2xx=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
-  echo "$rps $p50 $p99 $reqs $((${errs:-0} + ${non2xx:-0}))"
+  awk -v r="$rps" -v a="$p50" -v b="$p99" -v n="$reqs" -v e="$((${errs:-0} + ${non2xx:-0}))" \
+    -v o="$((o1 - o0))" -v p="$((p1 - p0))" -v c="$((c1 - c0))" -v hz="$CLK_TCK" \
+    'BEGIN { n = (n > 0) ? n : 1; printf "%s %s %s %d %d %.0f %.0f %.0f\n", r, a, b, n, e, o * 1e6 / hz / n, p * 1e6 / hz / n, c / n }'
 }
 
 # Whether a client's second request reuses the first one's connection: "kept" when it
@@ -105,6 +138,10 @@ echo
 printf 'load average before: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 for name in static cgi; do
   port=$(host_port_of "$name")
+  CID=$(docker ps -q --no-trunc --filter "label=dev.invok.instance=$INSTANCE" --filter "label=dev.invok.pool=$name")
+  PROXY_PID=$(pgrep -f "docker-proxy .*-host-port $port( |\$)" | head -n 1 || true)
+  # Without a userland proxy (iptables only), its column reads 0.
+  [ -n "$PROXY_PID" ] || PROXY_PID=$$
   direct="http://127.0.0.1:$port/"
   gw="http://127.0.0.1:$GATEWAY_PORT/function/$name/"
   body=$(curl -sf "$direct") || die "direct GET $direct failed"
@@ -122,20 +159,20 @@ for name in static cgi; do
 done
 printf 'load average after:  %s\n\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 
-printf 'wrk -t%s -c%s -d%ss, one container (busybox httpd closes every connection)\n\n' \
+printf 'wrk -t%s -c%s -d%ss, one container (busybox httpd closes every connection); CPU: µs per request\n\n' \
   "$THREADS" "$CONNECTIONS" "$DURATION"
-printf '| path | target | requests/s | p50 ms | p99 ms | errors | throughput vs direct | added p50 ms | added p99 ms |\n'
-printf '|---|---|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| path | target | requests/s | p50 ms | p99 ms | errors | throughput vs direct | added p50 ms | added p99 ms | CPU gateway | CPU docker-proxy | CPU container |\n'
+printf '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
 for name in static cgi; do
-  read -r drps dp50 dp99 _ derr <<<"${RESULT[$name-direct]}"
+  read -r drps dp50 dp99 _ derr _ dpx dct <<<"${RESULT[$name-direct]}"
   path="\`GET /\` $([ "$name" = static ] && echo static || echo CGI)"
-  printf '| %s | direct | %.0f | %.3f | %.3f | %s | | | |\n' "$path" "$drps" "$dp50" "$dp99" "$derr"
+  printf '| %s | direct | %.0f | %.3f | %.3f | %s | | | | | %s | %s |\n' "$path" "$drps" "$dp50" "$dp99" "$derr" "$dpx" "$dct"
   for target in gateway gw-close; do
-    read -r rps p50 p99 _ err <<<"${RESULT[$name-$target]}"
+    read -r rps p50 p99 _ err gcpu pcpu ccpu <<<"${RESULT[$name-$target]}"
     awk -v p="$path" -v t="$target" -v r="$rps" -v a="$p50" -v b="$p99" -v e="$err" \
-      -v dr="$drps" -v da="$dp50" -v db="$dp99" 'BEGIN {
+      -v dr="$drps" -v da="$dp50" -v db="$dp99" -v g="$gcpu" -v x="$pcpu" -v c="$ccpu" 'BEGIN {
         label = (t == "gateway") ? "gateway (keep-alive)" : "gateway (Connection: close)"
-        printf "| %s | %s | %.0f | %.3f | %.3f | %s | %.0f%% | %+.3f | %+.3f |\n", p, label, r, a, b, e, 100 * r / dr, a - da, b - db
+        printf "| %s | %s | %.0f | %.3f | %.3f | %s | %.0f%% | %+.3f | %+.3f | %s | %s | %s |\n", p, label, r, a, b, e, 100 * r / dr, a - da, b - db, g, x, c
       }'
   done
 done

@@ -26,7 +26,8 @@ fi
 
 # Debian's docker.io puts its client in /usr/bin; a client elsewhere on PATH
 # (for example a newer one in /usr/local/bin) talks to the same socket.
-if ! pgrep -x dockerd >/dev/null 2>&1; then
+# Only a live dockerd counts: a stopped one can linger as a zombie until PID 1 reaps it.
+if ! pgrep -x -r R,S,D dockerd >/dev/null 2>&1; then
   log "starting dockerd"
   mkdir -p /var/log
   nohup dockerd >/var/log/dockerd.log 2>&1 &

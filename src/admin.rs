@@ -53,11 +53,8 @@ async fn readyz<R: Runtime>(State(shared): State<Arc<Shared<R>>>) -> Response {
         return error(StatusCode::SERVICE_UNAVAILABLE, "manifests not read yet");
     }
     if !docker_ok {
-        let reason = docker_error.unwrap_or_else(|| "not reached yet".into());
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("Docker unreachable: {reason}"),
-        );
+        let reason = docker_error.unwrap_or_else(|| "Docker not reached yet".into());
+        return error(StatusCode::SERVICE_UNAVAILABLE, reason);
     }
     (StatusCode::OK, "ok\n").into_response()
 }

@@ -57,18 +57,8 @@ impl DockerBack {
                 .args(["-KILL", &p.to_string()])
                 .status();
         }
-        // docker-up.sh starts a dockerd only when `pgrep -x dockerd` finds none, and pgrep
-        // also lists zombies: where PID 1 reaps exited daemons late, the stopped one lingers
-        // as a zombie and the script would wait for it in vain. Start the daemon the way
-        // the script does, and let the script wait until it answers.
-        let pgrep = dockerd_pids();
-        if !pgrep.is_empty() && !pgrep.iter().any(|p| alive(*p)) {
-            eprintln!("only exited dockerd processes remain ({pgrep:?}): starting dockerd");
-            Command::new("bash")
-                .args(["-c", "nohup dockerd >/var/log/dockerd.log 2>&1 &"])
-                .status()
-                .map_err(|e| e.to_string())?;
-        }
+        // docker-up.sh starts a dockerd unless a live one runs (a stopped daemon may linger
+        // as a zombie until PID 1 reaps it; the script does not count it).
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/docker-up.sh");
         let out = Command::new("bash")
             .arg(script)

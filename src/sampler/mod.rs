@@ -98,6 +98,7 @@ pub async fn run<R: Runtime>(shared: Arc<Shared<R>>) {
     let mut fallback: Option<stats::StatsSampler> = None;
     let mut last: HashMap<String, Last> = HashMap::new();
     let mut logged_layout = false;
+    let mut missing: HashSet<String> = HashSet::new();
     loop {
         let running = shared.store.running();
         let specs: HashMap<String, Arc<crate::api::EffectiveSpec>> = {
@@ -115,6 +116,9 @@ pub async fn run<R: Runtime>(shared: Arc<Shared<R>>) {
             .max(MIN_TICK);
         let now = Instant::now();
         let mut cgroup_failed: Vec<String> = Vec::new();
+        // Containers whose cgroup was missing last tick too: a container that vanished
+        // between list and read is no sign that cgroup files are unreadable here.
+        let missing_before = std::mem::take(&mut missing);
         for (id, (pool, _name)) in &running {
             let Some(spec) = specs.get(pool) else {
                 continue;
@@ -175,6 +179,10 @@ pub async fn run<R: Runtime>(shared: Arc<Shared<R>>) {
         }
         // No cgroup file readable at all (a remote daemon): follow Docker's stats streams.
         // A local container that vanished between list and read is no reason to.
+        missing = cgroup_failed.iter().cloned().collect();
+        if source == Source::Auto {
+            cgroup_failed.retain(|id| missing_before.contains(id));
+        }
         let use_stats = match source {
             Source::Auto => reader.layout().is_none(),
             Source::Cgroup => false,
