@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use futures_util::StreamExt;
 use rand::Rng;
 use tokio::time::Instant;
 
@@ -273,16 +274,16 @@ async fn reconcile_inner<R: Runtime>(
             return Ok(finish(shared, pool, &spec, now));
         }
         prepare(shared, pool, &spec).await?;
-        let mut created = 0;
-        while created < plan.create {
-            let batch = (plan.create - created).min(CREATE_PARALLELISM);
-            let results =
-                join_all((0..batch).map(|_| create_one(shared, pool, &spec, load_scale_up))).await;
-            created += batch;
-            if let Some(e) = results.into_iter().find_map(Result::err) {
-                first_error.get_or_insert(e);
-                break;
-            }
+        // Keep CREATE_PARALLELISM creates in flight (not batches that wait for their
+        // slowest start).
+        let results: Vec<Result<(), RuntimeError>> = futures_util::stream::iter(
+            (0..plan.create).map(|_| create_one(shared, pool, &spec, load_scale_up)),
+        )
+        .buffer_unordered(CREATE_PARALLELISM)
+        .collect()
+        .await;
+        if let Some(e) = results.into_iter().find_map(Result::err) {
+            first_error.get_or_insert(e);
         }
     }
     if let Some(e) = first_error {
