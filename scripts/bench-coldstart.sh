@@ -18,6 +18,10 @@
 # instance's and the baseline's containers removed on exit (also on failure or Ctrl-C).
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
+# A loopback port below the kernel's ephemeral range (32768-60999 by default), so that no
+# outgoing connection of this benchmark (there are thousands) can hold it, and on which
+# no socket is open at all.
+
 REPS=${REPS:-5}
 POOLS=(cold-tcp cold-http)
 

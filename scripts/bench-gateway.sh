@@ -31,6 +31,10 @@
 # the instance's containers removed on exit (also on failure or Ctrl-C).
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
+# A loopback port below the kernel's ephemeral range (32768-60999 by default), so that no
+# outgoing connection of this benchmark (there are thousands) can hold it, and on which
+# no socket is open at all.
+
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-4}
 THREADS=${THREADS:-2}

@@ -21,10 +21,11 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # A loopback port nobody listens on.
 free_port() {
+  # Below the kernel's ephemeral range (32768+), and not bound by anyone.
   local p
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 20000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    p=$((20000 + RANDOM % 12000))
+    if [ -z "$(ss -Htan "( sport = :$p )" 2>/dev/null)" ]; then
       echo "$p"
       return
     fi
