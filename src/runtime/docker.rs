@@ -240,11 +240,12 @@ impl DockerRuntime {
                 Some(info)
             })
             .collect();
-        // Forget containers that are gone for good.
+        // Forget containers that are gone for good; one registered while we listed was
+        // not asked about and stays.
         self.registered
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|id, _| seen.contains(id));
+            .retain(|id, _| seen.contains(id) || !registered.contains_key(id));
         Ok(infos)
     }
 
