@@ -147,6 +147,21 @@ impl DockerRuntime {
             && l.get(labels::INSTANCE) == Some(&self.instance)
     }
 
+    /// Containers in every state matching `filters`.
+    async fn list_summaries(
+        &self,
+        filters: &HashMap<&str, Vec<String>>,
+    ) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(filters)
+            .build();
+        self.docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(map_err)
+    }
+
     /// Lists this instance's containers, optionally narrowed to one id.
     async fn list_filtered(&self, id: Option<&str>) -> Result<Vec<ContainerInfo>, RuntimeError> {
         let mut filters: HashMap<&str, Vec<String>> = HashMap::new();
@@ -154,15 +169,7 @@ impl DockerRuntime {
         if let Some(id) = id {
             filters.insert("id", vec![id.to_string()]);
         }
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let summaries = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(map_err)?;
+        let summaries = self.list_summaries(&filters).await?;
         Ok(summaries
             .into_iter()
             // The daemon filtered already; checking again costs nothing and keeps the
@@ -212,15 +219,7 @@ impl DockerRuntime {
         }
         let mut filters: HashMap<&str, Vec<String>> = HashMap::new();
         filters.insert("id", registered.keys().cloned().collect());
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let summaries = self
-            .docker
-            .list_containers(Some(opts))
-            .await
-            .map_err(map_err)?;
+        let summaries = self.list_summaries(&filters).await?;
         let mut seen = Vec::new();
         let infos = summaries
             .into_iter()
