@@ -6,9 +6,12 @@
 //! no registry and no other script. Each test works under its own instance name, and a
 //! guard removes everything carrying that instance label when the test ends, failed or not.
 
+mod support;
+
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use support::docker as docker_cli;
 
 use futures_util::StreamExt;
 use invok::api::ContainerTemplate;
@@ -22,23 +25,6 @@ const DEADLINE: Duration = Duration::from_secs(10);
 
 // ---------------------------------------------------------------------------------------
 // helpers
-
-/// Runs the docker CLI, returning trimmed stdout, or stderr as the error.
-fn docker_cli(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run the docker CLI: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "docker {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
 
 fn docker(args: &[&str]) -> String {
     docker_cli(args).unwrap_or_else(|e| panic!("{e}"))

@@ -14,12 +14,15 @@
 //! so a CPU check passes when one of a few 1 s windows meets it, and a failure lists
 //! every window.
 
+mod support;
+
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+use support::docker as docker_cli;
 
 use invok::sampler::cgroup::{CgroupError, CgroupReader, RawSample};
 use invok::sampler::stats::StatsSampler;
@@ -33,23 +36,6 @@ const MIB: u64 = 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------
 // helpers
-
-/// Runs the docker CLI, returning trimmed stdout, or stderr as the error.
-fn docker_cli(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run the docker CLI: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "docker {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
 
 fn docker(args: &[&str]) -> String {
     docker_cli(args).unwrap_or_else(|e| panic!("{e}"))
