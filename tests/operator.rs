@@ -274,22 +274,18 @@ fn orphans_are_removed_but_foreign_containers_are_untouched() {
     let op = Operator::start("op-orphan", &[("web.yaml", pool_yaml("web", 1, 1, ""))]);
     op.wait_converged("web", 1, T);
     let other_instance = unique("other");
-    let run = |labels: &[String]| {
-        let mut args = vec!["run".to_string(), "-d".into(), "--init".into()];
-        for l in labels {
-            args.push("--label".into());
-            args.push(l.clone());
-        }
-        args.push(IMAGE.into());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        docker(&args).unwrap()
-    };
-    let orphan = run(&[
-        "dev.invok.managed-by=invok".into(),
-        format!("dev.invok.instance={}", op.instance),
-        "dev.invok.pool=undeclared".into(),
-        "dev.invok.spec-hash=0000000000000000".into(),
-    ]);
+    let run = |labels: &[String]| container_with(&["run", "-d", "--init"], labels);
+    // The operator may prune the orphan between its create and its start, so it is only
+    // created: a created container of an undeclared pool is an orphan all the same.
+    let orphan = container_with(
+        &["create", "--init"],
+        &[
+            "dev.invok.managed-by=invok".into(),
+            format!("dev.invok.instance={}", op.instance),
+            "dev.invok.pool=undeclared".into(),
+            "dev.invok.spec-hash=0000000000000000".into(),
+        ],
+    );
     let foreign = run(&[
         "dev.invok.managed-by=invok".into(),
         format!("dev.invok.instance={other_instance}"),
@@ -384,4 +380,16 @@ fn a_second_operator_with_the_same_instance_refuses_to_start() {
         "names the first: {err}"
     );
     assert_eq!(running(&op.instance, "web").len(), 1);
+}
+
+/// `docker VERB... --label L... IMAGE`, returning the container id.
+fn container_with(verb: &[&str], labels: &[String]) -> String {
+    let mut args: Vec<String> = verb.iter().map(|v| v.to_string()).collect();
+    for l in labels {
+        args.push("--label".into());
+        args.push(l.clone());
+    }
+    args.push(IMAGE.into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    docker(&args).unwrap()
 }
