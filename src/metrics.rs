@@ -270,6 +270,7 @@ pub struct Metrics {
     manifest_errors: Gauge,
     scale_events: Family<ScaleLabels, Counter>,
     reconciles: Family<ResultLabels, Counter>,
+    reconcile_panics: Family<PoolLabels, Counter>,
     reconcile_duration: Histogram,
     queue_depth: Gauge,
     docker_errors: Family<OperationLabels, Counter>,
@@ -301,6 +302,7 @@ impl Metrics {
             manifest_errors: Gauge::default(),
             scale_events: Family::default(),
             reconciles: Family::default(),
+            reconcile_panics: Family::default(),
             reconcile_duration: duration_histogram(),
             queue_depth: Gauge::default(),
             docker_errors: Family::default(),
@@ -369,6 +371,11 @@ impl Metrics {
             m.reconciles.clone(),
         );
         r.register(
+            "invok_reconcile_panics",
+            "Reconciles that panicked (a bug: the pool backs off and shows Degraded), per pool",
+            m.reconcile_panics.clone(),
+        );
+        r.register(
             "invok_reconcile_duration_seconds",
             "Time one reconcile of one pool took",
             m.reconcile_duration.clone(),
@@ -414,6 +421,15 @@ impl Metrics {
             }
         }
         self.reconcile_duration.observe(seconds);
+    }
+
+    /// Counts a reconcile of `pool` that panicked (it also counts as an error).
+    pub fn record_reconcile_panic(&self, pool: &str) {
+        self.reconcile_panics
+            .get_or_create(&PoolLabels {
+                pool: pool.to_string(),
+            })
+            .inc();
     }
 
     /// Counts a change of `pool`'s replica target; `direction` is `up` or `down`.

@@ -57,6 +57,10 @@ pub struct Config {
     pub startup_timeout: Duration,
     /// SIGTERM grace before SIGKILL when a container is removed.
     pub stop_grace: Duration,
+    /// After shutdown begins, running reconciles get this long to finish the Docker
+    /// calls they have under way (no new ones start); then they are cancelled. Keeps
+    /// SIGTERM-to-exit bounded (under 5 s) whatever the loop was doing.
+    pub shutdown_grace: Duration,
     /// Read pools from `manifests`; off when pools are declared through
     /// [`Shared::declare_pool`] (the programmatic API).
     pub watch_manifests: bool,
@@ -75,6 +79,7 @@ impl Config {
             debounce: Duration::from_millis(150),
             startup_timeout: Duration::from_secs(60),
             stop_grace: Duration::from_secs(3),
+            shutdown_grace: Duration::from_secs(3),
             watch_manifests: true,
         }
     }
@@ -92,6 +97,17 @@ pub struct DesiredPool {
 }
 
 /// The desired state: every pool the directory declares, and what could not be read.
+///
+/// The prune rules live here, and they lose nothing on a broken edit:
+/// - a pool whose document is invalid, or whose file has errors, holds a `FunctionPool`
+///   of another group (a misspelt `apiVersion`), is empty, or declares no pool any more,
+///   keeps its last valid spec and is reported invalid;
+/// - a pool is pruned only when its file is gone, or parses cleanly and no longer
+///   declares it, and only when a second read at least one debounce later agrees (a
+///   `git pull` that moves a pool between files, or an editor's truncate-and-rewrite,
+///   is seen mid-way by the first read, never by both);
+/// - containers of pools no manifest declares (orphans) are pruned only after two reads
+///   agree, and never while a file that may hide a pool is unreadable.
 #[derive(Debug, Default)]
 pub struct Desired {
     /// Pools with a valid spec (current, or the last valid one).
@@ -100,10 +116,15 @@ pub struct Desired {
     pub invalid: BTreeMap<String, String>,
     /// The directory has been read successfully at least once.
     pub synced: bool,
-    /// Some file could not be parsed at all: unknown pools must not be pruned.
+    /// Some file may hide pools (unparseable, a misspelt group, empty): containers of
+    /// undeclared pools must not be pruned.
     pub prune_blocked: bool,
     /// The errors of the last read.
     pub errors: Vec<String>,
+    /// Pools the last read found gone: pruned if the next read agrees.
+    pub pending_prune: BTreeSet<String>,
+    /// Successful reads applied.
+    pub reads: u64,
 }
 
 impl Desired {
@@ -117,12 +138,11 @@ impl Desired {
                 tracing::warn!("invalid manifest: {text}");
             }
         }
-        let first_error: BTreeMap<String, String> = set
+        let mut invalid: BTreeMap<String, String> = set
             .invalid_pools
             .iter()
             .map(|(name, e)| (name.clone(), e.to_string()))
             .collect();
-        let broken: HashSet<PathBuf> = set.broken_files.iter().cloned().collect();
         let mut next: BTreeMap<String, DesiredPool> = BTreeMap::new();
         for (name, p) in set.pools {
             let spec = Arc::new(p.spec);
@@ -139,31 +159,61 @@ impl Desired {
                 },
             );
         }
+        let mut pending = BTreeSet::new();
         for (name, old) in std::mem::take(&mut self.pools) {
             if next.contains_key(&name) {
                 continue;
             }
-            if first_error.contains_key(&name) || broken.contains(&old.source.file) {
+            if invalid.contains_key(&name) {
                 // Invalid now: keep the last valid spec running.
                 next.insert(name, old);
-            } else {
+                continue;
+            }
+            let file = &old.source.file;
+            if let Some(why) = set.files.get(file).and_then(|f| f.keeps_dropped_pools()) {
+                let text = format!(
+                    "{}: pool {name} is no longer declared there and {why}; keeping its last valid spec running (fix the file, or remove the pool's document from a file that parses cleanly, or delete the file, to remove it)",
+                    file.display()
+                );
+                if self.invalid.get(&name).is_none_or(|t| *t != text) {
+                    tracing::warn!("{text}");
+                }
+                invalid.insert(name.clone(), text);
+                next.insert(name, old);
+                continue;
+            }
+            if self.pending_prune.contains(&name) {
+                // Two reads agree: the pool is gone.
                 changed.insert(name);
+            } else {
+                pending.insert(name.clone());
+                next.insert(name, old);
             }
         }
-        for name in first_error.keys().chain(self.invalid.keys()) {
+        for name in invalid.keys().chain(self.invalid.keys()) {
             changed.insert(name.clone());
         }
         self.pools = next;
-        self.invalid = first_error;
-        self.prune_blocked = !broken.is_empty();
+        self.invalid = invalid;
+        self.pending_prune = pending;
+        self.prune_blocked =
+            !set.broken_files.is_empty() || set.files.values().any(|f| f.blocks_orphan_prune());
         self.errors = set.errors.iter().map(|e| e.to_string()).collect();
         self.synced = true;
+        self.reads = self.reads.saturating_add(1);
         changed
+    }
+
+    /// True when the next read should come soon (one debounce), not at the rescan
+    /// interval: a prune waits for it to agree, or orphans wait for a second read.
+    pub fn wants_confirming_read(&self) -> bool {
+        !self.pending_prune.is_empty() || self.reads < 2
     }
 
     /// True when containers of `pool` may be removed because no manifest declares it.
     pub fn may_prune(&self, pool: &str) -> bool {
         self.synced
+            && self.reads >= 2
             && !self.prune_blocked
             && !self.pools.contains_key(pool)
             && !self.invalid.contains_key(pool)
@@ -177,8 +227,12 @@ pub(crate) struct PoolState {
     pub replicas: Option<usize>,
     /// When the pool last grew because of load.
     pub last_scale_up: Option<Instant>,
-    /// Container failures since the pool last ran cleanly (CrashLoopBackOff).
+    /// Container crashes since the pool last ran cleanly (CrashLoopBackOff).
     pub failures: u32,
+    /// When the last crash was seen.
+    pub last_failure: Option<Instant>,
+    /// A reconcile of this pool is running (checked: never two at once).
+    pub reconciling: bool,
     /// No creates before this instant (crash-loop backoff).
     pub create_not_before: Option<Instant>,
     /// Consecutive reconcile errors (error backoff).
@@ -251,9 +305,17 @@ pub struct Shared<R> {
     pub(crate) pools: Mutex<HashMap<String, PoolState>>,
     probing: Mutex<HashSet<String>>,
     relist_now: tokio::sync::Notify,
+    /// Set when shutdown begins: no Docker call that creates or removes a container
+    /// starts after it (containers are left as they are).
+    stopping: AtomicBool,
 }
 
 impl<R> Shared<R> {
+    /// True once shutdown has begun: reconciles start no more creates or removals.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
     /// Reads the desired state.
     pub fn desired(&self) -> std::sync::RwLockReadGuard<'_, Desired> {
         self.desired.read().unwrap_or_else(|e| e.into_inner())
@@ -301,6 +363,28 @@ impl<R> Shared<R> {
         self.trigger.now(&name);
     }
 
+    /// Applies one full read of the manifest directory, as the watcher does after each
+    /// change: the desired state changes and the pools concerned (changed ones, and
+    /// orphans that may now be pruned) are triggered. The simulation feeds reads in
+    /// through here, so it drives exactly the operator's path.
+    pub fn apply_manifests(&self, set: ManifestSet) {
+        let changed = self
+            .desired
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply(set);
+        for pool in &changed {
+            self.trigger.now(pool);
+        }
+        // Orphans: pools with containers that no manifest declares.
+        let desired = self.desired();
+        for pool in self.store.pools() {
+            if desired.may_prune(&pool) {
+                self.trigger.now(&pool);
+            }
+        }
+    }
+
     /// Adds (or with a negative delta, removes) requests waiting for a container of
     /// `pool`, and wakes its reconcile when the first one arrives.
     pub fn add_waiting(&self, pool: &str, delta: isize) {
@@ -340,6 +424,7 @@ impl<R: Runtime> Controller<R> {
             pools: Mutex::new(HashMap::new()),
             probing: Mutex::new(HashSet::new()),
             relist_now: tokio::sync::Notify::new(),
+            stopping: AtomicBool::new(false),
         });
         Controller { shared, rx }
     }
@@ -349,8 +434,10 @@ impl<R: Runtime> Controller<R> {
         self.shared.clone()
     }
 
-    /// Runs until `shutdown` resolves; then lets running reconciles finish and returns.
-    /// Containers are left running.
+    /// Runs until `shutdown` resolves; then gives running reconciles
+    /// [`Config::shutdown_grace`] to finish the calls under way (none starts a create or
+    /// a removal after shutdown began), cancels what is left, and returns. Containers are
+    /// left running.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) {
         let shared = self.shared;
         tracing::info!(
@@ -365,9 +452,18 @@ impl<R: Runtime> Controller<R> {
         tasks.spawn(relist_loop(shared.clone()));
         tasks.spawn(crate::sampler::run(shared.clone()));
         let s = shared.clone();
+        let stopping = shared.clone();
+        let shutdown = async move {
+            shutdown.await;
+            stopping.stopping.store(true, Ordering::Release);
+            tracing::info!("shutting down: no new container changes; containers are left running");
+        };
         scheduler::run(
             self.rx,
-            shared.config.concurrency,
+            scheduler::Limits {
+                concurrency: shared.config.concurrency,
+                shutdown_grace: shared.config.shutdown_grace,
+            },
             move |pool| {
                 let s = s.clone();
                 async move { reconcile::reconcile(&s, &pool).await }
@@ -405,21 +501,7 @@ async fn manifest_loop<R: Runtime>(shared: Arc<Shared<R>>) {
         match read {
             Ok(Ok(set)) => {
                 dir_missing_logged = false;
-                let changed = shared
-                    .desired
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .apply(set);
-                for pool in &changed {
-                    shared.trigger.now(pool);
-                }
-                // Orphans: pools with containers that no manifest declares.
-                let desired = shared.desired();
-                for pool in shared.store.pools() {
-                    if desired.may_prune(&pool) {
-                        shared.trigger.now(&pool);
-                    }
-                }
+                shared.apply_manifests(set);
             }
             Ok(Err(e)) => {
                 if !dir_missing_logged {
@@ -430,9 +512,14 @@ async fn manifest_loop<R: Runtime>(shared: Arc<Shared<R>>) {
             }
             Err(e) => tracing::error!("manifest reader panicked: {e}"),
         }
+        let wait = if shared.desired().wants_confirming_read() {
+            shared.config.debounce
+        } else {
+            shared.config.rescan_interval
+        };
         tokio::select! {
             _ = rx.recv() => {}
-            _ = tokio::time::sleep(shared.config.rescan_interval) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }
@@ -514,26 +601,34 @@ pub fn backoff(n: u32, base: Duration, cap: Duration) -> Duration {
     base.saturating_mul(factor).min(cap)
 }
 
+/// Consecutive failed probes that take a ready container out of routing (Kubernetes'
+/// `failureThreshold` default): one lost connection is no reason to stop routing to it.
+pub const PROBE_FAILURE_THRESHOLD: u32 = 3;
+
 impl<R: Runtime> Shared<R> {
-    /// Takes a container out of routing after the gateway failed to reach it, and
-    /// probes it again: back in routing if it answers, replaced if it died.
+    /// The gateway could not reach a container: probe it. It leaves routing only when
+    /// [`PROBE_FAILURE_THRESHOLD`] probes in a row fail, and comes back as soon as one
+    /// passes; it is never counted as a crash for it.
     pub fn report_unreachable(self: &Arc<Self>, id: &str) {
         let Some(o) = self.store.get(id) else { return };
-        if self.store.mark_unready(id) {
-            tracing::warn!(container = %o.info.name, "container unreachable through the gateway; out of routing until its probe passes");
-            if let Some(spec) = self
-                .desired()
-                .pools
-                .get(&o.info.pool)
-                .map(|p| p.spec.clone())
-            {
-                self.ensure_probe(id, &o.info.pool, &spec);
-            }
-            self.trigger.now(&o.info.pool);
+        let spec = self
+            .desired()
+            .pools
+            .get(&o.info.pool)
+            .map(|p| p.spec.clone());
+        if let Some(spec) = spec {
+            self.ensure_probe(id, &o.info.pool, &spec);
         }
     }
 
     /// Starts a readiness probe for a container unless one runs already.
+    ///
+    /// - A container that has not been ready yet is probed until it answers (ready) or
+    ///   `startup_timeout` passes (failed, to be replaced).
+    /// - A ready container (a check after the gateway could not reach it) stays ready
+    ///   unless [`PROBE_FAILURE_THRESHOLD`] probes in a row fail; then it is out of routing
+    ///   and probed on until it answers again, or is replaced after `startup_timeout`
+    ///   without an answer (as no crash: it had served).
     fn ensure_probe(self: &Arc<Self>, id: &str, pool: &str, spec: &EffectiveSpec) {
         {
             let mut probing = self.probing.lock().unwrap_or_else(|e| e.into_inner());
@@ -545,11 +640,13 @@ impl<R: Runtime> Shared<R> {
         let (id, pool, probe) = (id.to_string(), pool.to_string(), spec.readiness.clone());
         tokio::spawn(async move {
             let mut pause = Duration::from_millis(10);
+            let mut misses = 0u32;
             while let Some(o) = shared.store.get(&id) {
                 if !matches!(
                     o.info.state,
                     crate::runtime::RunState::Running | crate::runtime::RunState::Created
                 ) || o.draining
+                    || o.failed
                 {
                     break;
                 }
@@ -563,27 +660,39 @@ impl<R: Runtime> Shared<R> {
                     shared.trigger.now(&pool);
                     break;
                 }
-                if let Some(port) = o.info.host_port {
-                    if crate::probe::probe_once(&probe, port).await {
-                        if shared.store.mark_ready(&id) {
-                            tracing::debug!(container = %o.info.name, "container ready");
-                            shared.trigger.now(&pool);
-                        }
+                let answered =
+                    o.info.host_port.is_some() && shared.runtime.probe(&o.info, &probe).await;
+                if answered {
+                    if o.ready_at.is_none() && shared.store.mark_ready(&id) {
+                        tracing::debug!(container = %o.info.name, "container ready");
+                        shared.trigger.now(&pool);
+                    }
+                    break;
+                }
+                misses = misses.saturating_add(1);
+                if o.ready_at.is_some() {
+                    if misses >= PROBE_FAILURE_THRESHOLD && shared.store.mark_unready(&id) {
+                        tracing::warn!(
+                            container = %o.info.name,
+                            "container stopped answering ({misses} probes failed); out of routing until it answers again"
+                        );
+                        shared.trigger.now(&pool);
+                    }
+                } else {
+                    let since = o.unready_since.unwrap_or(o.first_seen);
+                    if since.elapsed() > shared.config.startup_timeout {
+                        tracing::warn!(
+                            "container {} of function {pool} not ready after {:?}; replacing it",
+                            o.info.name,
+                            shared.config.startup_timeout
+                        );
+                        shared.store.mark_failed(&id);
+                        shared.trigger.now(&pool);
                         break;
                     }
                 }
-                if o.first_seen.elapsed() > shared.config.startup_timeout {
-                    tracing::warn!(
-                        "container {} of function {pool} not ready after {:?}; replacing it",
-                        o.info.name,
-                        shared.config.startup_timeout
-                    );
-                    shared.store.mark_failed(&id);
-                    shared.trigger.now(&pool);
-                    break;
-                }
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(250));
+                pause = pause.saturating_mul(2).min(Duration::from_millis(250));
             }
             shared
                 .probing

@@ -7,8 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
 use futures_util::future::join_all;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use rand::Rng;
 use tokio::time::Instant;
 
@@ -20,13 +22,73 @@ use crate::scaler::{self, Phase, PoolFacts, Reason, RemoveReason};
 
 /// Containers created in parallel by one reconcile (two cores start ~4 at once well).
 const CREATE_PARALLELISM: usize = 4;
-/// A pool whose containers ran this long without failing leaves CrashLoopBackOff.
-const CLEAN_RUN_RESETS_FAILURES: Duration = Duration::from_secs(30);
+/// A pool that has run converged this long since its last container failure leaves
+/// CrashLoopBackOff (Kubernetes resets a container's backoff after 10 minutes of running).
+const CLEAN_RUN_RESETS_FAILURES: Duration = Duration::from_secs(600);
+/// A container that was ready at least this long before it died did not crash: it is
+/// replaced at once and does not count towards CrashLoopBackOff.
+pub(crate) const STABLE_RUN: Duration = Duration::from_secs(10);
 
-/// Reconciles one pool; never fails: errors become a backoff requeue and a status.
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// A Docker call failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The reconcile panicked: a bug, caught so the pool backs off instead of freezing.
+    #[error("internal error: reconcile panicked: {0} (a bug; please report it)")]
+    Panic(String),
+}
+
+/// Marks a pool's reconcile as running for as long as it lives, and states the
+/// scheduler's promise as an assertion: never two reconciles of one pool at once.
+struct Running<'a, R> {
+    shared: &'a Shared<R>,
+    pool: &'a str,
+}
+
+impl<'a, R> Running<'a, R> {
+    fn enter(shared: &'a Shared<R>, pool: &'a str) -> Self {
+        let was = shared.pool_state(pool, |s| std::mem::replace(&mut s.reconciling, true));
+        assert!(!was, "two reconciles of pool {pool} ran at once");
+        Running { shared, pool }
+    }
+}
+
+impl<R> Drop for Running<'_, R> {
+    fn drop(&mut self) {
+        // A pruned pool's state is gone: do not bring it back.
+        let mut pools = self.shared.pools.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = pools.get_mut(self.pool) {
+            s.reconciling = false;
+        }
+    }
+}
+
+/// Reconciles one pool; never fails: errors (and panics, which are bugs) become a
+/// backoff requeue, a `Degraded` condition and a metric, never a frozen pool.
 pub(crate) async fn reconcile<R: Runtime>(shared: &Arc<Shared<R>>, pool: &str) -> Action {
     let started = Instant::now();
-    let result = reconcile_inner(shared, pool).await;
+    let result = {
+        let _running = Running::enter(shared, pool);
+        match AssertUnwindSafe(reconcile_inner(shared, pool))
+            .catch_unwind()
+            .await
+        {
+            Ok(r) => r.map_err(Failure::from),
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)")
+                    .to_string();
+                tracing::error!(pool, "reconcile panicked: {msg}");
+                shared.metrics.record_reconcile_panic(pool);
+                Err(Failure::Panic(msg))
+            }
+        }
+    };
     shared
         .metrics
         .record_reconcile(pool, result.is_ok(), started.elapsed().as_secs_f64());
@@ -41,11 +103,11 @@ pub(crate) async fn reconcile<R: Runtime>(shared: &Arc<Shared<R>>, pool: &str) -
             action
         }
         Err(e) => {
-            if e.is_unavailable() {
+            if matches!(&e, Failure::Runtime(r) if r.is_unavailable()) {
                 shared.health.docker(Err(e.to_string()));
             }
             let (n, delay) = shared.pool_state(pool, |s| {
-                s.errors += 1;
+                s.errors = s.errors.saturating_add(1);
                 let delay = backoff(
                     s.errors,
                     Duration::from_millis(500),
@@ -54,9 +116,10 @@ pub(crate) async fn reconcile<R: Runtime>(shared: &Arc<Shared<R>>, pool: &str) -
                 s.status.consecutive_errors = s.errors;
                 s.status.last_error = Some(e.to_string());
                 let reason = match &e {
-                    RuntimeError::Unavailable(_) => "DockerUnavailable",
-                    RuntimeError::ImageUnavailable { .. } => "ImagePullFailed",
-                    RuntimeError::Api(_) => "ReconcileError",
+                    Failure::Runtime(RuntimeError::Unavailable(_)) => "DockerUnavailable",
+                    Failure::Runtime(RuntimeError::ImageUnavailable { .. }) => "ImagePullFailed",
+                    Failure::Runtime(RuntimeError::Api(_)) => "ReconcileError",
+                    Failure::Panic(_) => "ReconcilePanic",
                 };
                 s.status.event("Warning", reason, e.to_string());
                 (s.errors, delay)
@@ -127,6 +190,13 @@ async fn reconcile_inner<R: Runtime>(
             }
             s.status.manifest_error = manifest_error.clone();
         }
+        if s.status.spec_hash.as_deref() != Some(spec.spec_hash.as_str()) && s.failures > 0 {
+            // A new spec (a fixed image, say) starts with a clean slate, as a new Pod does.
+            s.failures = 0;
+            s.last_failure = None;
+            s.create_not_before = None;
+            s.status.recent_failures = 0;
+        }
         s.status.spec_hash = Some(spec.spec_hash.clone());
         PoolFacts {
             replicas: s
@@ -152,10 +222,18 @@ async fn reconcile_inner<R: Runtime>(
         decision.replicas,
         &decision.victims,
     );
+    // Only crashes count towards CrashLoopBackOff: containers that never became ready or
+    // died soon after. One that served for a while and was killed is replaced at once.
     let failed = plan
         .remove
         .iter()
-        .filter(|(_, r)| *r == RemoveReason::Failed)
+        .filter(|(id, r)| {
+            *r == RemoveReason::Failed
+                && observed
+                    .iter()
+                    .find(|o| o.info.id == *id)
+                    .is_none_or(|o| o.is_crash(STABLE_RUN))
+        })
         .count();
 
     let create_not_before = shared.pool_state(pool, |s| {
@@ -189,7 +267,8 @@ async fn reconcile_inner<R: Runtime>(
         s.status.desired_replicas = decision.replicas;
         s.status.desired_reason = Some(if decision.at_max_overloaded { Reason::AboveMax } else { decision.reason });
         if failed > 0 {
-            s.failures += failed as u32;
+            s.failures = s.failures.saturating_add(u32::try_from(failed).unwrap_or(u32::MAX));
+            s.last_failure = Some(now);
             let delay = if s.failures <= 1 {
                 Duration::ZERO
             } else {
@@ -208,6 +287,24 @@ async fn reconcile_inner<R: Runtime>(
     if plan.is_empty() {
         return Ok(finish(shared, pool, &spec, now));
     }
+    if shared.is_stopping() {
+        // Shutdown began: containers are left as they are.
+        return Ok(Action::await_change());
+    }
+    // The last line of defence: whatever the planner says, never more live containers
+    // than max plus one (a rollout's surge) reach Docker.
+    let live = views
+        .iter()
+        .filter(|v| matches!(v.phase, Phase::Starting | Phase::Ready))
+        .count();
+    let room = spec.scaling.max.saturating_add(1).saturating_sub(live);
+    debug_assert!(
+        plan.create <= room,
+        "pool {pool}: plan creates {} with {live} live and max {}",
+        plan.create,
+        spec.scaling.max
+    );
+    let create = plan.create.min(room);
 
     // Removals first: they free capacity and never lower ready capacity below the
     // target (the planner guarantees it).
@@ -217,6 +314,9 @@ async fn reconcile_inner<R: Runtime>(
         let (id, reason, pool) = (id.clone(), *reason, pool.to_string());
         let scaled_down = decision.reason == Reason::Idle;
         async move {
+            if shared.is_stopping() {
+                return Ok(());
+            }
             let name = o
                 .as_ref()
                 .map(|o| o.info.name.clone())
@@ -244,6 +344,9 @@ async fn reconcile_inner<R: Runtime>(
                 RemoveReason::Failed => {
                     tracing::warn!("Removed failed container {name} of function {pool}")
                 }
+                RemoveReason::Retry => {
+                    tracing::info!("Removed container {name} of function {pool} (an earlier removal had failed)")
+                }
                 RemoveReason::Pruned => {}
             }
             shared.pool_state(&pool, |s| {
@@ -258,7 +361,7 @@ async fn reconcile_inner<R: Runtime>(
     });
     let mut first_error = join_all(removals).await.into_iter().find_map(Result::err);
 
-    if plan.create > 0 {
+    if create > 0 {
         if let Some(t) = create_not_before.filter(|t| *t > now) {
             shared.pool_state(pool, |s| {
                 s.status.event(
@@ -277,7 +380,7 @@ async fn reconcile_inner<R: Runtime>(
         // Keep CREATE_PARALLELISM creates in flight (not batches that wait for their
         // slowest start).
         let results: Vec<Result<(), RuntimeError>> = futures_util::stream::iter(
-            (0..plan.create).map(|_| create_one(shared, pool, &spec, load_scale_up)),
+            (0..create).map(|_| create_one(shared, pool, &spec, load_scale_up)),
         )
         .buffer_unordered(CREATE_PARALLELISM)
         .collect()
@@ -330,6 +433,10 @@ async fn create_one<R: Runtime>(
     spec: &EffectiveSpec,
     scale_up: bool,
 ) -> Result<(), RuntimeError> {
+    if shared.is_stopping() {
+        // No container is created after shutdown begins.
+        return Ok(());
+    }
     let req = CreateRequest {
         name: container_name(pool),
         pool: pool.to_string(),
@@ -367,6 +474,9 @@ async fn prune<R: Runtime>(shared: &Arc<Shared<R>>, pool: &str) -> Result<(), Ru
     let results = join_all(containers.iter().map(|o| {
         let shared = shared.clone();
         async move {
+            if shared.is_stopping() {
+                return Ok(());
+            }
             shared.store.mark_draining(&o.info.id);
             shared.metrics.docker(
                 "remove",
@@ -411,10 +521,11 @@ fn finish<R: Runtime>(
         let converged = ready == target && starting == 0 && outdated == 0;
         if converged && s.failures > 0 {
             let clean_for = s
-                .create_not_before
+                .last_failure
                 .map(|t| now.saturating_duration_since(t))
-                .unwrap_or_default();
+                .unwrap_or(CLEAN_RUN_RESETS_FAILURES);
             if clean_for >= CLEAN_RUN_RESETS_FAILURES {
+                s.last_failure = None;
                 s.failures = 0;
                 s.create_not_before = None;
                 s.status.recent_failures = 0;

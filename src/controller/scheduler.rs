@@ -5,7 +5,7 @@
 //! is dropped; a trigger for a pool that is running is remembered and runs once after it
 //! ends; a requeue is a timer, and when a pool has several timers the earliest wins.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,36 +89,72 @@ impl Receiver {
     }
 }
 
-/// Runs reconciles until `shutdown` resolves, then waits for the running ones to end
-/// (so in-flight Docker calls finish) and returns.
+/// How much the scheduler runs at once, and how long it waits at shutdown.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Reconciles running at once (different pools); at least one.
+    pub concurrency: usize,
+    /// After shutdown, how long running reconciles may take to finish before they are
+    /// cancelled.
+    pub shutdown_grace: Duration,
+}
+
+impl From<usize> for Limits {
+    /// `concurrency` reconciles at once, 3 s of shutdown grace.
+    fn from(concurrency: usize) -> Limits {
+        Limits {
+            concurrency,
+            shutdown_grace: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A reconcile that panicked or was cancelled is retried after this long (the reconcile
+/// itself turns panics into errors with their own backoff; this is the last line).
+const LOST_TASK_RETRY: Duration = Duration::from_secs(1);
+
+/// Runs reconciles until `shutdown` resolves, then gives the running ones
+/// `limits.shutdown_grace` to end (so in-flight Docker calls finish), cancels the rest
+/// and returns.
+///
+/// A reconcile task that fails (a panic that escaped, a cancellation) never leaves its
+/// pool marked running: the pool is freed and retried after [`LOST_TASK_RETRY`].
 pub async fn run<F, Fut>(
     mut rx: Receiver,
-    concurrency: usize,
+    limits: impl Into<Limits>,
     reconcile: F,
     shutdown: impl Future<Output = ()>,
 ) where
     F: Fn(String) -> Fut,
     Fut: Future<Output = Action> + Send + 'static,
 {
+    let limits = limits.into();
     let reconcile = Arc::new(reconcile);
+    // Ordered maps and sets: the order pools start in depends on nothing but the input,
+    // so a simulation seed replays exactly.
     let mut queue: VecDeque<String> = VecDeque::new();
-    let mut queued: HashSet<String> = HashSet::new();
-    let mut running: HashSet<String> = HashSet::new();
-    let mut again: HashSet<String> = HashSet::new();
-    let mut timers: HashMap<String, Instant> = HashMap::new();
+    let mut queued: BTreeSet<String> = BTreeSet::new();
+    let mut running: BTreeSet<String> = BTreeSet::new();
+    let mut again: BTreeSet<String> = BTreeSet::new();
+    let mut timers: BTreeMap<String, Instant> = BTreeMap::new();
     let mut tasks: JoinSet<(String, Action)> = JoinSet::new();
+    let mut task_pool: HashMap<tokio::task::Id, String> = HashMap::new();
     let mut depth_told = 0;
     tokio::pin!(shutdown);
 
-    let enqueue = |pool: String, queue: &mut VecDeque<String>, queued: &mut HashSet<String>| {
+    let enqueue = |pool: String, queue: &mut VecDeque<String>, queued: &mut BTreeSet<String>| {
         if queued.insert(pool.clone()) {
             queue.push_back(pool);
         }
     };
+    let arm = |timers: &mut BTreeMap<String, Instant>, pool: String, at: Instant| {
+        let t = timers.entry(pool).or_insert(at);
+        *t = (*t).min(at);
+    };
 
     loop {
         // Start what can start.
-        while running.len() < concurrency.max(1) {
+        while running.len() < limits.concurrency.max(1) {
             let Some(pool) = queue.pop_front() else { break };
             queued.remove(&pool);
             if running.contains(&pool) {
@@ -128,7 +164,9 @@ pub async fn run<F, Fut>(
             timers.remove(&pool);
             running.insert(pool.clone());
             let fut = reconcile(pool.clone());
-            tasks.spawn(async move { (pool, fut.await) });
+            let name = pool.clone();
+            let handle = tasks.spawn(async move { (name, fut.await) });
+            task_pool.insert(handle.id(), pool);
         }
         if queue.len() != depth_told {
             depth_told = queue.len();
@@ -139,16 +177,24 @@ pub async fn run<F, Fut>(
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                let Ok((pool, action)) = done else { continue };
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let (pool, action) = match done {
+                    Ok((id, (pool, action))) => {
+                        task_pool.remove(&id);
+                        (pool, action)
+                    }
+                    Err(e) => {
+                        let Some(pool) = task_pool.remove(&e.id()) else { continue };
+                        tracing::error!(pool, "reconcile task failed: {e}; retrying in {LOST_TASK_RETRY:?}");
+                        (pool, Action::requeue(LOST_TASK_RETRY))
+                    }
+                };
                 running.remove(&pool);
                 if again.remove(&pool) {
                     enqueue(pool.clone(), &mut queue, &mut queued);
                 }
                 if let Some(after) = action.requeue_after {
-                    let at = Instant::now() + after;
-                    let t = timers.entry(pool).or_insert(at);
-                    *t = (*t).min(at);
+                    arm(&mut timers, pool, Instant::now() + after);
                 }
             }
             msg = rx.rx.recv() => {
@@ -164,10 +210,7 @@ pub async fn run<F, Fut>(
                             again.insert(pool);
                         }
                         Msg::Now(pool) => enqueue(pool, &mut queue, &mut queued),
-                        Msg::At(pool, at) => {
-                            let t = timers.entry(pool).or_insert(at);
-                            *t = (*t).min(at);
-                        }
+                        Msg::At(pool, at) => arm(&mut timers, pool, at),
                     }
                 }
             }
@@ -185,7 +228,18 @@ pub async fn run<F, Fut>(
             }
         }
     }
-    while tasks.join_next().await.is_some() {}
+    let drained = tokio::time::timeout(limits.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "{} reconcile(s) still running {:?} after shutdown began; cancelling them",
+            tasks.len(),
+            limits.shutdown_grace
+        );
+        tasks.shutdown().await;
+    }
 }
 
 #[cfg(test)]

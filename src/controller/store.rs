@@ -29,8 +29,15 @@ pub struct Observed {
     pub info: ContainerInfo,
     /// When this operator first saw it.
     pub first_seen: Instant,
-    /// When its probe first passed.
+    /// When its probe passed, while it is in routing (cleared when it stops answering).
     pub ready_at: Option<Instant>,
+    /// When it first became ready, ever (never cleared): a container that served for a
+    /// while and then died is no crash loop.
+    pub served_since: Option<Instant>,
+    /// When it was first seen failed (exited, dead, or given up on by its probe).
+    pub failed_at: Option<Instant>,
+    /// Since when a container that was ready has not answered its probe.
+    pub unready_since: Option<Instant>,
     /// The probe gave up on it.
     pub failed: bool,
     /// Taken out of routing, being removed.
@@ -56,6 +63,18 @@ impl Observed {
             RunState::Running if self.ready_at.is_some() => Phase::Ready,
             RunState::Running | RunState::Created if !self.failed => Phase::Starting,
             _ => Phase::Failed,
+        }
+    }
+
+    /// True when this container failed before it had served for `stable`: it never
+    /// became ready, or died soon after (what CrashLoopBackOff is for). A container that
+    /// ran ready for a while and was then killed (from outside, by a dockerd restart) is
+    /// no crash: it is replaced at once.
+    pub fn is_crash(&self, stable: Duration) -> bool {
+        match (self.served_since, self.failed_at) {
+            (None, _) => true,
+            (Some(served), Some(failed)) => failed.saturating_duration_since(served) < stable,
+            (Some(served), None) => Instant::now().saturating_duration_since(served) < stable,
         }
     }
 
@@ -137,8 +156,6 @@ impl ObservedStore {
     /// Invok knows about containers it already had. Returns the pools whose containers
     /// changed (appeared, vanished or changed state).
     pub fn apply_list(&self, list: Vec<ContainerInfo>, listed_at: Instant) -> BTreeSet<String> {
-        self.synced
-            .store(true, std::sync::atomic::Ordering::Release);
         let mut changed = BTreeSet::new();
         let mut inner = self.write();
         let now = Instant::now();
@@ -174,6 +191,15 @@ impl ObservedStore {
                 }
             }
         }
+        for o in inner.containers.values_mut() {
+            if o.failed_at.is_none() && o.phase() == Phase::Failed {
+                o.failed_at = Some(now);
+            }
+        }
+        // Synced only now, with the list applied and the lock still held: a reconcile that
+        // sees `is_synced` also sees every container of that list, never an empty store.
+        self.synced
+            .store(true, std::sync::atomic::Ordering::Release);
         changed
     }
 
@@ -221,7 +247,10 @@ impl ObservedStore {
     pub fn mark_ready(&self, id: &str) -> bool {
         let found = match self.write().containers.get_mut(id) {
             Some(o) => {
-                o.ready_at.get_or_insert_with(Instant::now);
+                let now = Instant::now();
+                o.ready_at.get_or_insert(now);
+                o.served_since.get_or_insert(now);
+                o.unready_since = None;
                 true
             }
             None => false,
@@ -237,7 +266,9 @@ impl ObservedStore {
     pub fn mark_unready(&self, id: &str) -> bool {
         match self.write().containers.get_mut(id) {
             Some(o) => {
-                o.ready_at = None;
+                if o.ready_at.take().is_some() {
+                    o.unready_since = Some(Instant::now());
+                }
                 o.load = None;
                 o.idle_since = None;
                 true
@@ -288,6 +319,7 @@ impl ObservedStore {
     pub fn mark_failed(&self, id: &str) {
         if let Some(o) = self.write().containers.get_mut(id) {
             o.failed = true;
+            o.failed_at.get_or_insert_with(Instant::now);
         }
     }
 
@@ -396,6 +428,9 @@ fn fresh(info: ContainerInfo, now: Instant) -> Observed {
         info,
         first_seen: now,
         ready_at: None,
+        served_since: None,
+        failed_at: None,
+        unready_since: None,
         failed: false,
         draining: false,
         usage: None,

@@ -100,6 +100,51 @@ pub struct ManifestSet {
     pub broken_files: BTreeSet<PathBuf>,
     /// How many files were read.
     pub files_read: usize,
+    /// What each file read holds, for the prune rules (a pool is pruned only when its
+    /// file is gone, or parses cleanly and no longer declares it).
+    pub files: BTreeMap<PathBuf, FileReport>,
+}
+
+/// What one file held, as far as pruning is concerned.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileReport {
+    /// Pools its documents name, valid or not.
+    pub pools: BTreeSet<String>,
+    /// Errors found in it (a file that could not be read or parsed has at least one).
+    pub errors: usize,
+    /// Documents of kind `FunctionPool` skipped for another API group: most likely a
+    /// misspelt `apiVersion` (`invok.de/v1alpha1`), so not a sign that a pool was dropped.
+    pub foreign_pools: usize,
+    /// Non-empty documents in it, of any group.
+    pub documents: usize,
+}
+
+impl FileReport {
+    /// Why pools this file declared before but not now must be kept running, if they
+    /// must: it has errors, a misspelt-looking `FunctionPool`, or no pool at all (only
+    /// other resources, or nothing: an editor's truncate-and-rewrite, a half-done write).
+    /// `None`: the file parses cleanly and declares other pools, so a pool missing from
+    /// it was removed on purpose.
+    pub fn keeps_dropped_pools(&self) -> Option<&'static str> {
+        if self.errors > 0 {
+            Some("the file has errors")
+        } else if self.foreign_pools > 0 {
+            Some("the file holds a FunctionPool of another apiVersion group (a typo?)")
+        } else if self.pools.is_empty() && self.documents == 0 {
+            Some("the file is empty")
+        } else if self.pools.is_empty() {
+            Some("the file declares no pool, only resources of other groups")
+        } else {
+            None
+        }
+    }
+
+    /// True when this file may hide a pool the operator cannot see, so containers of
+    /// undeclared pools must not be pruned: errors, a misspelt-looking `FunctionPool`, or
+    /// an empty file (perhaps mid-rewrite).
+    pub fn blocks_orphan_prune(&self) -> bool {
+        self.errors > 0 || self.foreign_pools > 0 || self.documents == 0
+    }
 }
 
 impl ManifestSet {
@@ -174,6 +219,7 @@ pub fn load_str(file: &Path, text: &str, defaults: &ScalingDefaults) -> Manifest
     };
     let mut seen = BTreeMap::new();
     read_text(file, text, defaults, &mut set, &mut seen);
+    count_errors_per_file(&mut set);
     set
 }
 
@@ -243,7 +289,16 @@ fn load_files(files: &[PathBuf], defaults: &ScalingDefaults) -> ManifestSet {
             }
         }
     }
+    count_errors_per_file(&mut set);
     set
+}
+
+/// Fills in [`FileReport::errors`] from the errors found (every error names its file).
+fn count_errors_per_file(set: &mut ManifestSet) {
+    for e in &set.errors {
+        let report = set.files.entry(e.location.file.clone()).or_default();
+        report.errors = report.errors.saturating_add(1);
+    }
 }
 
 fn read_text(
@@ -258,6 +313,7 @@ fn read_text(
         line,
         column,
     };
+    set.files.entry(file.to_path_buf()).or_default();
     let positions = match Positions::parse(text) {
         Ok(p) => p,
         Err((line, column, message)) => {
@@ -297,6 +353,11 @@ fn read_text(
             field: (!field.is_empty()).then(|| field.to_string()),
             message,
         };
+        if !value.is_null() {
+            if let Some(report) = set.files.get_mut(file) {
+                report.documents = report.documents.saturating_add(1);
+            }
+        }
         let map = match &value {
             serde_yaml::Value::Null => continue,
             serde_yaml::Value::Mapping(m) => m,
@@ -328,7 +389,17 @@ fn read_text(
             continue;
         };
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        if group == GROUP {
+            if let (Some(name), Some(report)) = (&name, set.files.get_mut(file)) {
+                report.pools.insert(name.clone());
+            }
+        }
         if group != GROUP {
+            if kind == KIND {
+                if let Some(report) = set.files.get_mut(file) {
+                    report.foreign_pools = report.foreign_pools.saturating_add(1);
+                }
+            }
             set.notices.push(Notice {
                 location: locate(""),
                 message: format!(

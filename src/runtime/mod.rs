@@ -6,7 +6,6 @@
 //! something already gone, or starting something already running, is not an error.
 
 pub mod docker;
-#[cfg(test)]
 pub mod memory;
 
 use std::collections::BTreeMap;
@@ -16,7 +15,8 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::Stream;
 
-use crate::api::ContainerTemplate;
+use crate::api::{ContainerTemplate, Probe};
+use crate::sampler::cgroup::RawSample;
 
 /// Label keys that mark what Invok owns. The operator never touches a container that
 /// lacks its own `managed-by` and `instance` labels.
@@ -212,6 +212,30 @@ pub trait Runtime: Send + Sync + 'static {
         id: &str,
         grace: Duration,
     ) -> impl Future<Output = Result<(), RuntimeError>> + Send;
+
+    /// Probes a container's function once (readiness): true when it answers.
+    ///
+    /// The default probes the loopback host port, which is what every real runtime
+    /// wants; the in-memory runtime answers from its model, so the simulation runs on
+    /// tokio's paused clock without sockets.
+    fn probe(&self, container: &ContainerInfo, probe: &Probe) -> impl Future<Output = bool> + Send {
+        let port = container.host_port;
+        let probe = probe.clone();
+        async move {
+            match port {
+                Some(port) => crate::probe::probe_once(&probe, port).await,
+                None => false,
+            }
+        }
+    }
+
+    /// Cumulative usage counters of a container, when the runtime keeps them itself.
+    ///
+    /// `None` (the default) means "read this host's cgroup files", which is right for
+    /// Docker; the in-memory runtime returns the synthetic load of the simulation.
+    fn read_usage(&self, _id: &str) -> Option<RawSample> {
+        None
+    }
 
     /// The bollard client, when this runtime is Docker (for the stats-API fallback of
     /// the sampler); `None` for other runtimes.

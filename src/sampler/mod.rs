@@ -4,8 +4,15 @@
 //! files straight from `/sys/fs/cgroup` (microseconds per container); where they cannot
 //! be read (a remote daemon) it falls back to Docker's streaming stats API, one
 //! long-lived stream per container, never a blocking `stream=false` call per tick.
-//! CPU needs two samples: usage is the CPU-time delta over the wall-clock delta, as a
-//! fraction of the container's CPU limit (one core without one).
+//!
+//! CPU usage is a fraction of the container's CPU limit (one core without one), from 0.0
+//! to 1.0. From the cgroup files it needs two samples: the CPU-time delta over the
+//! wall-clock delta. A stats message carries its own two readings (see [`stats`]).
+//! Either way the figure is clamped at the limit ([`cpu_fraction`]): the CFS quota is
+//! enforced per 100 ms period, so a container pinned at its limit reads 1.02-1.05 of it
+//! over a 1 s window, and more over shorter ones; unclamped, that tipped the scaler's
+//! `ceil(sum of usage / threshold)` over the next integer (three containers for a load
+//! that needed two).
 
 pub mod cgroup;
 pub mod stats;

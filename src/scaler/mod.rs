@@ -9,6 +9,13 @@
 //!
 //! Nothing here does IO or reads a clock: `now` comes in as an argument, so every rule is
 //! unit- and property-tested with a fake clock.
+//!
+//! Counts here reach Docker as create calls, so integer arithmetic is checked by
+//! construction: `clippy::arithmetic_side_effects` is denied in this module, and the
+//! invariants (`min <= replicas <= max`, never more creates than the target) are stated
+//! as debug assertions where the values are made. A wrapped subtraction once became
+//! `usize::MAX` replicas and an operator that created containers without bound.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::cmp::Ordering;
 use std::time::Duration;
@@ -184,7 +191,7 @@ pub fn decide(
         .copied()
         .filter(|c| c.phase == Phase::Ready)
         .collect();
-    let starting = live.len() - ready.len();
+    let starting = live.len().saturating_sub(ready.len());
 
     let mut replicas = facts.replicas.clamp(s.min, s.max);
     let mut reason = match facts.replicas.cmp(&replicas) {
@@ -192,11 +199,19 @@ pub fn decide(
         Ordering::Greater => Reason::AboveMax,
         Ordering::Equal => Reason::Steady,
     };
-    let decision = |replicas, reason, victims, at_max_overloaded| Decision {
-        replicas,
-        reason,
-        victims,
-        at_max_overloaded,
+    let decision = |replicas: usize, reason, victims, at_max_overloaded| {
+        debug_assert!(
+            (s.min..=s.max).contains(&replicas),
+            "decide: replicas {replicas} outside [{}, {}]",
+            s.min,
+            s.max
+        );
+        Decision {
+            replicas,
+            reason,
+            victims,
+            at_max_overloaded,
+        }
     };
 
     // Scale up.
@@ -218,7 +233,7 @@ pub fn decide(
             s.memory_overload_threshold as f64,
         );
         // Overloaded means "more than one container's worth": propose at least one more.
-        let at_least = ready.len() + 1;
+        let at_least = ready.len().saturating_add(1);
         (proposal, proposal_reason) = if mem > cpu {
             (mem.max(at_least), Reason::Memory)
         } else {
@@ -226,9 +241,10 @@ pub fn decide(
         };
     }
     if let Some(target) = s.target_concurrency {
-        let in_flight: usize =
-            live.iter().map(|c| c.in_flight).sum::<usize>() + facts.waiting_requests;
-        if !ready.is_empty() && in_flight > target as usize * ready.len() {
+        let in_flight: usize = live
+            .iter()
+            .fold(facts.waiting_requests, |n, c| n.saturating_add(c.in_flight));
+        if !ready.is_empty() && in_flight > (target as usize).saturating_mul(ready.len()) {
             let conc = in_flight.div_ceil(target as usize);
             if conc > proposal {
                 (proposal, proposal_reason) = (conc, Reason::Concurrency);
@@ -281,14 +297,19 @@ pub fn decide(
     });
     let total_cpu: f64 = samples.iter().map(|u| u.cpu).sum();
     let total_rss: f64 = samples.iter().map(|u| u.rss as f64).sum();
-    let total_in_flight: usize = live.iter().map(|c| c.in_flight).sum();
+    let total_in_flight: usize = live.iter().fold(0, |n, c| n.saturating_add(c.in_flight));
     let mut victims = Vec::new();
     for c in candidates {
-        let remaining_replicas = replicas - victims.len() - 1;
-        if remaining_replicas < s.min {
-            break;
+        // There may be more idle candidates than the (clamped) target: stop at min, and
+        // never count below zero.
+        let gone = victims.len().saturating_add(1);
+        match replicas.checked_sub(gone) {
+            Some(remaining) if remaining >= s.min => {}
+            _ => break,
         }
-        let remaining_ready = ready.len() - victims.len() - 1;
+        let Some(remaining_ready) = ready.len().checked_sub(gone) else {
+            break;
+        };
         let fits = if remaining_ready == 0 {
             total_in_flight == 0 && total_cpu < s.cooldown_cpu_threshold
         } else {
@@ -302,7 +323,8 @@ pub fn decide(
         victims.push(c.id.clone());
     }
     if !victims.is_empty() {
-        replicas -= victims.len();
+        // The loop above stops before `replicas - victims` would go below min.
+        replicas = replicas.saturating_sub(victims.len()).max(s.min);
         reason = Reason::Idle;
     }
     decision(replicas, reason, victims, false)
@@ -320,6 +342,8 @@ pub enum RemoveReason {
     Surplus,
     /// The pool's manifest is gone.
     Pruned,
+    /// An earlier removal failed (the container was already out of routing): tried again.
+    Retry,
 }
 
 /// Concrete steps that bring a pool to its replica count.
@@ -351,14 +375,16 @@ pub fn plan(
 ) -> Plan {
     let mut p = Plan::default();
     let mut live: Vec<&ContainerView> = Vec::new();
-    let mut pinned = 0;
+    let mut pinned: usize = 0;
     for c in containers {
         match c.phase {
             // Registered containers are the user's: counted while they serve, never removed.
-            Phase::Starting | Phase::Ready if c.pinned => pinned += 1,
+            Phase::Starting | Phase::Ready if c.pinned => pinned = pinned.saturating_add(1),
             _ if c.pinned => {}
             Phase::Failed => p.remove.push((c.id.clone(), RemoveReason::Failed)),
-            Phase::Draining => {}
+            // No removal runs between reconciles of a pool (one reconcile at a time), so a
+            // draining container is one whose removal failed: retry it, never lose it.
+            Phase::Draining => p.remove.push((c.id.clone(), RemoveReason::Retry)),
             Phase::Starting | Phase::Ready => live.push(c),
         }
     }
@@ -372,7 +398,7 @@ pub fn plan(
         p.remove.push((c.id.clone(), RemoveReason::Outdated));
     }
     let new_ready = new.iter().filter(|c| c.phase == Phase::Ready).count();
-    let new_starting = new.len() - new_ready;
+    let new_starting = new.len().saturating_sub(new_ready);
 
     // Removal preference: victims first, then not-ready, then least busy, then newest.
     let rank = |c: &&ContainerView| {
@@ -397,16 +423,19 @@ pub fn plan(
         (victim, c.in_flight, c.created)
     });
 
-    if new.len() >= replicas {
+    if let Some(extra) = new.len().checked_sub(replicas) {
         let mut surplus = new.clone();
         surplus.sort_by_cached_key(rank);
-        let surplus = &surplus[..new.len() - replicas];
-        for c in surplus {
+        surplus.truncate(extra);
+        for c in &surplus {
             p.remove.push((c.id.clone(), RemoveReason::Surplus));
         }
         // Old containers go only as new ones are ready to take their place.
-        let ready_kept = new_ready - surplus.iter().filter(|c| c.phase == Phase::Ready).count();
-        let excess = (ready_kept + old_ready.len()).saturating_sub(replicas);
+        let ready_kept =
+            new_ready.saturating_sub(surplus.iter().filter(|c| c.phase == Phase::Ready).count());
+        let excess = ready_kept
+            .saturating_add(old_ready.len())
+            .saturating_sub(replicas);
         for c in outgoing.iter().take(excess) {
             p.remove.push((c.id.clone(), RemoveReason::Outdated));
         }
@@ -414,22 +443,35 @@ pub fn plan(
     }
 
     if old_ready.is_empty() {
-        p.create = replicas - new.len();
+        p.create = replicas.saturating_sub(new.len());
+        debug_assert!(
+            p.create <= replicas,
+            "plan: create {} > replicas {replicas}",
+            p.create
+        );
         return p;
     }
 
     // Rolling update: whatever old containers do not cover is created at once; beyond
     // that, one new container at a time (surge of one), and an old one goes only when
     // ready capacity stays at `replicas` without it.
-    let covered = new.len() + old_ready.len();
+    let covered = new.len().saturating_add(old_ready.len());
     p.create = replicas.saturating_sub(covered);
     if new_starting == 0 && p.create == 0 {
         p.create = 1;
     }
-    let excess = (new_ready + old_ready.len()).saturating_sub(replicas);
+    let excess = new_ready
+        .saturating_add(old_ready.len())
+        .saturating_sub(replicas);
     for c in outgoing.iter().take(excess) {
         p.remove.push((c.id.clone(), RemoveReason::Outdated));
     }
+    // A rollout surges by one container at most.
+    debug_assert!(
+        p.create <= replicas.max(1),
+        "plan: create {} > replicas {replicas}",
+        p.create
+    );
     p
 }
 
@@ -453,10 +495,13 @@ pub fn next_idle_deadline(
     containers
         .iter()
         .filter_map(|c| c.idle_since)
-        .map(|t| (t + spec.scaling.cooldown_duration).saturating_duration_since(now))
+        .filter_map(|t| t.checked_add(spec.scaling.cooldown_duration))
+        .map(|deadline| deadline.saturating_duration_since(now))
         .filter(|d| !d.is_zero())
         .min()
 }
 
+// Tests build scenarios with plain arithmetic on small numbers.
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests;

@@ -293,7 +293,9 @@ fn plan_removes_surplus_victims_first_then_starting() {
     let p = plan(HASH, &cs, 1, &["b".to_string()]);
     assert_eq!(p.create, 0);
     let ids: Vec<_> = p.remove.iter().map(|(id, _)| id.as_str()).collect();
-    assert_eq!(ids, ["b", "c"]);
+    // d is draining: an earlier removal failed, so it is tried again.
+    assert_eq!(ids, ["d", "b", "c"]);
+    assert_eq!(p.remove[0].1, RemoveReason::Retry);
 }
 
 #[test]
@@ -370,21 +372,34 @@ fn the_idle_deadline_points_at_the_next_cooldown_expiry() {
 
 // ---- properties -------------------------------------------------------------------------
 
+/// Usage and idle time of one container, biased to the edges that bit: idle past the
+/// cooldown (the underflow of lowering max on an idle `min: 0` pool), overloaded, no
+/// sample at all, and anything in between.
+fn arb_usage() -> impl Strategy<Value = (Option<(f64, u64)>, Option<u64>)> {
+    prop_oneof![
+        3 => (0.0f64..0.05, 30u64..200).prop_map(|(cpu, idle)| (Some((cpu, 1_000_000)), Some(idle))),
+        2 => (0.8f64..3.0, 0u64..800_000_000).prop_map(|(cpu, rss)| (Some((cpu, rss)), None)),
+        1 => Just((None, None)),
+        3 => (
+            prop::option::weighted(0.85, (0.0f64..3.0, 0u64..800_000_000)),
+            prop::option::of(0u64..200),
+        ),
+    ]
+}
+
 fn arb_container(i: usize) -> impl Strategy<Value = ContainerView> {
     (
         prop_oneof![
-            Just(Phase::Starting),
-            Just(Phase::Ready),
-            Just(Phase::Ready),
-            Just(Phase::Failed),
-            Just(Phase::Draining)
+            2 => Just(Phase::Starting),
+            5 => Just(Phase::Ready),
+            1 => Just(Phase::Failed),
+            2 => Just(Phase::Draining)
         ],
-        prop::option::weighted(0.85, (0.0f64..3.0, 0u64..800_000_000)),
-        prop::option::of(0u64..200),
-        0usize..6,
+        arb_usage(),
+        prop_oneof![2 => Just(0usize), 1 => 0usize..6],
         prop::bool::weighted(0.2),
     )
-        .prop_map(move |(phase, usage, idle_for, in_flight, old)| {
+        .prop_map(move |(phase, (usage, idle_for), in_flight, old)| {
             let now = t0();
             ContainerView {
                 id: format!("c{i}"),
@@ -399,19 +414,23 @@ fn arb_container(i: usize) -> impl Strategy<Value = ContainerView> {
         })
 }
 
+/// Pools biased to the edges: `min = 0`, `min = max`, `max = 1`, more containers than
+/// max, and a replica target above max (max just lowered), equal to it, or zero.
 fn arb_pool() -> impl Strategy<Value = (EffectiveSpec, Vec<ContainerView>, PoolFacts)> {
     (
-        0u32..5,
-        1u32..12,
+        prop_oneof![3 => Just(0u32), 2 => 0u32..5],
+        prop_oneof![2 => Just(1u32), 1 => Just(0u32), 3 => 1u32..12],
         0usize..12,
         prop::option::of(0u64..100),
-        0usize..4,
+        prop_oneof![3 => Just(0usize), 1 => 0usize..4],
         prop::option::of(1u32..5),
     )
         .prop_flat_map(|(min, extra, n, since_up, waiting, conc)| {
-            let max = min.max(1) + extra - 1;
+            // extra = 0 gives min = max.
+            let max = (min + extra).max(1);
             let cs: Vec<_> = (0..n).map(arb_container).collect();
-            (Just((min, max, since_up, waiting, conc)), cs, 0usize..15)
+            let replicas = prop_oneof![Just(n), Just(max as usize), Just(0usize), 0usize..15];
+            (Just((min, max, since_up, waiting, conc)), cs, replicas)
         })
         .prop_map(|((min, max, since_up, waiting, conc), cs, replicas)| {
             let s = spec_with(Scaling {
@@ -539,6 +558,46 @@ proptest! {
 }
 
 proptest! {
+    /// The bug that created over a thousand containers: a pool whose containers are all
+    /// idle past the cooldown has its max lowered below their count (and min to 0). Run
+    /// decide and plan to a fixed point: the pool never grows, and ends within max.
+    #[test]
+    fn lowering_max_below_idle_containers_only_ever_shrinks_the_pool(
+        n in 1usize..12,
+        min in prop_oneof![3 => Just(0u32), 1 => 0u32..3],
+        max in 1u32..4,
+        replicas in 0usize..12,
+    ) {
+        let min = min.min(max);
+        let s = spec(min, max);
+        let mut now = t0();
+        let mut cs: Vec<ContainerView> = (0..n).map(|i| {
+            let mut c = ready(&format!("c{i}"), 0.01);
+            c.idle_since = Some(now - Duration::from_secs(1_000));
+            c
+        }).collect();
+        // The target was at most what ran before max was lowered.
+        let mut f = facts(replicas.min(n));
+        for step in 0..20 {
+            let d = decide(&s, &cs, &f, now);
+            prop_assert!((s.scaling.min..=s.scaling.max).contains(&d.replicas), "{d:?}");
+            f.replicas = d.replicas;
+            let p = plan(HASH, &cs, d.replicas, &d.victims);
+            let before = cs.len();
+            cs.retain(|c| !p.remove.iter().any(|(id, _)| *id == c.id));
+            for i in 0..p.create {
+                let mut c = ready(&format!("s{step}-{i}"), 0.01);
+                c.idle_since = Some(now);
+                cs.push(c);
+            }
+            prop_assert!(cs.len() <= before.max(min as usize), "grew {before} -> {} ({p:?})", cs.len());
+            now += Duration::from_secs(2);
+        }
+        prop_assert!(cs.len() <= max as usize && cs.len() >= min as usize, "ended with {}", cs.len());
+    }
+}
+
+proptest! {
     /// Whatever order new containers become ready in, and whatever the target, a rollout
     /// never lowers ready capacity below min(target, what was ready).
     #[test]
@@ -567,4 +626,26 @@ proptest! {
             }
         }
     }
+}
+
+/// The bug: `minContainers: 0, maxContainers: 1` on a pool with two containers idle past
+/// the cooldown. The scale-down loop computed `replicas - victims - 1` with more idle
+/// candidates than the clamped target and wrapped to `usize::MAX` in release.
+#[test]
+fn more_idle_candidates_than_the_lowered_max_never_underflow() {
+    let s = spec(0, 1);
+    let now = t0();
+    let cs: Vec<ContainerView> = ["a", "b", "c"]
+        .iter()
+        .map(|id| {
+            let mut c = ready(id, 0.01);
+            c.idle_since = Some(now - Duration::from_secs(1_000));
+            c
+        })
+        .collect();
+    let d = decide(&s, &cs, &facts(2), now);
+    assert!(d.replicas <= 1, "{d:?}");
+    let p = plan(HASH, &cs, d.replicas, &d.victims);
+    assert_eq!(p.create, 0, "{p:?}");
+    assert_eq!(p.remove.len(), 3 - d.replicas, "{p:?}");
 }
