@@ -148,7 +148,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let admin = tokio::net::TcpListener::bind(args.admin_listen)
             .await
             .with_context(|| format!("binding the admin API to {}", args.admin_listen))?;
@@ -195,11 +195,25 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             let _ = stop_tx.send(true);
         };
         tokio::join!(controller.run(stopped(stop_rx.clone())), signal);
-        let _ = admin_task.await;
-        let _ = gateway_task.await;
+        // Shutdown is bounded (SIGTERM to exit well under 5 s): requests still in flight
+        // through the gateway get what is left of a second, then the process exits.
+        let servers = async {
+            let _ = admin_task.await;
+            let _ = gateway_task.await;
+        };
+        if tokio::time::timeout(SERVER_DRAIN, servers).await.is_err() {
+            tracing::warn!("requests still in flight after {SERVER_DRAIN:?}; exiting anyway");
+        }
+        tracing::info!("operator stopped; containers left running");
         Ok(EXIT_OK)
-    })
+    });
+    // A manifest read still running on the blocking pool must not hold the exit up.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }
+
+/// How long the HTTP servers may take to finish in-flight requests at shutdown.
+const SERVER_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

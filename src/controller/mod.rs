@@ -13,13 +13,14 @@
 //! observed state (never the event that woke it), so missed or repeated events are
 //! harmless, and a pass with nothing to do touches nothing.
 
+pub mod desired;
 mod reconcile;
 pub mod report;
 pub mod scheduler;
 pub mod status;
 pub mod store;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -32,6 +33,7 @@ use crate::api::{EffectiveSpec, FunctionPool, ScalingDefaults};
 use crate::manifest::{self, Location, ManifestSet};
 use crate::runtime::Runtime;
 
+pub use desired::{Desired, DesiredPool};
 pub use scheduler::{Action, Trigger};
 pub use status::PoolStatus;
 pub use store::ObservedStore;
@@ -82,141 +84,6 @@ impl Config {
             shutdown_grace: Duration::from_secs(3),
             watch_manifests: true,
         }
-    }
-}
-
-/// A pool as the manifests declare it.
-#[derive(Clone, Debug)]
-pub struct DesiredPool {
-    /// The validated spec in force (the last valid one).
-    pub spec: Arc<EffectiveSpec>,
-    /// What the user wrote.
-    pub manifest: FunctionPool,
-    /// Where.
-    pub source: Location,
-}
-
-/// The desired state: every pool the directory declares, and what could not be read.
-///
-/// The prune rules live here, and they lose nothing on a broken edit:
-/// - a pool whose document is invalid, or whose file has errors, holds a `FunctionPool`
-///   of another group (a misspelt `apiVersion`), is empty, or declares no pool any more,
-///   keeps its last valid spec and is reported invalid;
-/// - a pool is pruned only when its file is gone, or parses cleanly and no longer
-///   declares it, and only when a second read at least one debounce later agrees (a
-///   `git pull` that moves a pool between files, or an editor's truncate-and-rewrite,
-///   is seen mid-way by the first read, never by both);
-/// - containers of pools no manifest declares (orphans) are pruned only after two reads
-///   agree, and never while a file that may hide a pool is unreadable.
-#[derive(Debug, Default)]
-pub struct Desired {
-    /// Pools with a valid spec (current, or the last valid one).
-    pub pools: BTreeMap<String, DesiredPool>,
-    /// Pools whose manifest is currently invalid, with the first error.
-    pub invalid: BTreeMap<String, String>,
-    /// The directory has been read successfully at least once.
-    pub synced: bool,
-    /// Some file may hide pools (unparseable, a misspelt group, empty): containers of
-    /// undeclared pools must not be pruned.
-    pub prune_blocked: bool,
-    /// The errors of the last read.
-    pub errors: Vec<String>,
-    /// Pools the last read found gone: pruned if the next read agrees.
-    pub pending_prune: BTreeSet<String>,
-    /// Successful reads applied.
-    pub reads: u64,
-}
-
-impl Desired {
-    /// Applies a full read of the directory; returns the pools that changed.
-    pub fn apply(&mut self, set: ManifestSet) -> BTreeSet<String> {
-        let mut changed = BTreeSet::new();
-        // Each problem is logged once, when it appears, not on every rescan.
-        for e in &set.errors {
-            let text = e.to_string();
-            if !self.errors.contains(&text) {
-                tracing::warn!("invalid manifest: {text}");
-            }
-        }
-        let mut invalid: BTreeMap<String, String> = set
-            .invalid_pools
-            .iter()
-            .map(|(name, e)| (name.clone(), e.to_string()))
-            .collect();
-        let mut next: BTreeMap<String, DesiredPool> = BTreeMap::new();
-        for (name, p) in set.pools {
-            let spec = Arc::new(p.spec);
-            let same = self.pools.get(&name).is_some_and(|old| *old.spec == *spec);
-            if !same {
-                changed.insert(name.clone());
-            }
-            next.insert(
-                name,
-                DesiredPool {
-                    spec,
-                    manifest: p.manifest,
-                    source: p.source,
-                },
-            );
-        }
-        let mut pending = BTreeSet::new();
-        for (name, old) in std::mem::take(&mut self.pools) {
-            if next.contains_key(&name) {
-                continue;
-            }
-            if invalid.contains_key(&name) {
-                // Invalid now: keep the last valid spec running.
-                next.insert(name, old);
-                continue;
-            }
-            let file = &old.source.file;
-            if let Some(why) = set.files.get(file).and_then(|f| f.keeps_dropped_pools()) {
-                let text = format!(
-                    "{}: pool {name} is no longer declared there and {why}; keeping its last valid spec running (fix the file, or remove the pool's document from a file that parses cleanly, or delete the file, to remove it)",
-                    file.display()
-                );
-                if self.invalid.get(&name).is_none_or(|t| *t != text) {
-                    tracing::warn!("{text}");
-                }
-                invalid.insert(name.clone(), text);
-                next.insert(name, old);
-                continue;
-            }
-            if self.pending_prune.contains(&name) {
-                // Two reads agree: the pool is gone.
-                changed.insert(name);
-            } else {
-                pending.insert(name.clone());
-                next.insert(name, old);
-            }
-        }
-        for name in invalid.keys().chain(self.invalid.keys()) {
-            changed.insert(name.clone());
-        }
-        self.pools = next;
-        self.invalid = invalid;
-        self.pending_prune = pending;
-        self.prune_blocked =
-            !set.broken_files.is_empty() || set.files.values().any(|f| f.blocks_orphan_prune());
-        self.errors = set.errors.iter().map(|e| e.to_string()).collect();
-        self.synced = true;
-        self.reads = self.reads.saturating_add(1);
-        changed
-    }
-
-    /// True when the next read should come soon (one debounce), not at the rescan
-    /// interval: a prune waits for it to agree, or orphans wait for a second read.
-    pub fn wants_confirming_read(&self) -> bool {
-        !self.pending_prune.is_empty() || self.reads < 2
-    }
-
-    /// True when containers of `pool` may be removed because no manifest declares it.
-    pub fn may_prune(&self, pool: &str) -> bool {
-        self.synced
-            && self.reads >= 2
-            && !self.prune_blocked
-            && !self.pools.contains_key(pool)
-            && !self.invalid.contains_key(pool)
     }
 }
 
@@ -472,7 +339,7 @@ impl<R: Runtime> Controller<R> {
         )
         .await;
         tasks.shutdown().await;
-        tracing::info!("operator stopped; containers left running");
+        tracing::info!("control loop stopped; containers left running");
     }
 }
 

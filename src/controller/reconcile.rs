@@ -122,6 +122,7 @@ pub(crate) async fn reconcile<R: Runtime>(shared: &Arc<Shared<R>>, pool: &str) -
                     Failure::Panic(_) => "ReconcilePanic",
                 };
                 s.status.event("Warning", reason, e.to_string());
+                s.status.set_degraded(reason, e.to_string());
                 (s.errors, delay)
             });
             tracing::warn!(

@@ -444,4 +444,69 @@ mod tests {
         let kinds: Vec<_> = log.lock().unwrap().iter().map(|e| e.1).collect();
         assert_eq!(kinds, ["start", "end"]);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconcile_that_panics_frees_its_pool_and_runs_again() {
+        let runs = Arc::new(Mutex::new(Vec::new()));
+        let (trigger, rx) = channel();
+        trigger.now("web");
+        let t0 = Instant::now();
+        let seen = runs.clone();
+        let stop = tokio::time::sleep(Duration::from_millis(3500));
+        run(
+            rx,
+            1,
+            move |pool: String| {
+                let seen = seen.clone();
+                async move {
+                    let n = {
+                        let mut v = seen.lock().unwrap();
+                        v.push(Instant::now());
+                        v.len()
+                    };
+                    if n == 1 {
+                        panic!("first reconcile of {pool} panics");
+                    }
+                    Action::await_change()
+                }
+            },
+            stop,
+        )
+        .await;
+        let at: Vec<Duration> = runs.lock().unwrap().iter().map(|t| *t - t0).collect();
+        // Retried after LOST_TASK_RETRY, then it waits for a change: two runs in all.
+        assert_eq!(at.len(), 2, "{at:?}");
+        assert_eq!(at[1], LOST_TASK_RETRY);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_cancels_reconciles_that_outlive_the_grace() {
+        let log: Log = Default::default();
+        let (trigger, rx) = channel();
+        trigger.now("web");
+        let t0 = Instant::now();
+        let stop = tokio::time::sleep(Duration::from_millis(10));
+        run(
+            rx,
+            Limits {
+                concurrency: 1,
+                shutdown_grace: Duration::from_secs(2),
+            },
+            recorder(log.clone(), Duration::from_secs(60), Action::await_change()),
+            stop,
+        )
+        .await;
+        let elapsed = Instant::now() - t0;
+        assert_eq!(
+            elapsed,
+            Duration::from_millis(2010),
+            "shutdown took {elapsed:?}"
+        );
+        let kinds: Vec<_> = log.lock().unwrap().iter().map(|e| e.1).collect();
+        assert_eq!(
+            kinds,
+            ["start"],
+            "the reconcile was cancelled, not finished"
+        );
+    }
 }

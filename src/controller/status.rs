@@ -133,6 +133,21 @@ impl PoolStatus {
         ];
     }
 
+    /// Sets `Degraded` to true with `reason` and `message` at once (a failed reconcile
+    /// does not wait for the next successful pass to show), keeping the other conditions.
+    pub fn set_degraded(&mut self, reason: &str, message: String) {
+        let degraded = Condition {
+            kind: "Degraded",
+            status: "True",
+            reason: reason.to_string(),
+            message,
+        };
+        match self.conditions.iter_mut().find(|c| c.kind == "Degraded") {
+            Some(c) => *c = degraded,
+            None => self.conditions.push(degraded),
+        }
+    }
+
     /// The condition of this type, if set.
     pub fn condition(&self, kind: &str) -> Option<&Condition> {
         self.conditions.iter().find(|c| c.kind == kind)
