@@ -425,8 +425,8 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, pool: &str, rest: &str, req: Reque
         drop(in_flight);
         let replayable = matches!(outgoing, Outgoing::Buffered(_)) && attempt == 0;
         if e.is_connect() {
-            // Nothing was sent: the container is not there. Out of routing, and any
-            // request may go elsewhere.
+            // Nothing was sent: the container may not be there. Probe it (it leaves routing
+            // after consecutive failures), and any request may go elsewhere.
             tracing::warn!(pool, container = %route.name, "cannot connect to container: {e}");
             gw.shared.report_unreachable(&route.id);
             if replayable {
@@ -456,7 +456,7 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, pool: &str, rest: &str, req: Reque
             continue;
         }
         // A fresh connection that ends without an answer: the container died or its
-        // server is broken. Out of routing until its probe passes again.
+        // server is broken. Probe it: out of routing once probes keep failing.
         tracing::warn!(pool, container = %route.name, "request to container failed: {e}");
         gw.shared.report_unreachable(&route.id);
         if idempotent && attempt == 0 {
