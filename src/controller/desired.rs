@@ -84,6 +84,9 @@ impl Desired {
                 },
             );
         }
+        // A file that cannot be parsed may declare any pool: nothing is pruned meanwhile.
+        let blocked =
+            !set.broken_files.is_empty() || set.files.values().any(|f| f.blocks_orphan_prune());
         let mut pending = BTreeSet::new();
         for (name, old) in std::mem::take(&mut self.pools) {
             if next.contains_key(&name) {
@@ -107,7 +110,7 @@ impl Desired {
                 next.insert(name, old);
                 continue;
             }
-            if self.pending_prune.contains(&name) {
+            if self.pending_prune.contains(&name) && !blocked {
                 // Two reads agree: the pool is gone.
                 changed.insert(name);
             } else {
@@ -121,8 +124,7 @@ impl Desired {
         self.pools = next;
         self.invalid = invalid;
         self.pending_prune = pending;
-        self.prune_blocked =
-            !set.broken_files.is_empty() || set.files.values().any(|f| f.blocks_orphan_prune());
+        self.prune_blocked = blocked;
         self.errors = set.errors.iter().map(|e| e.to_string()).collect();
         self.synced = true;
         self.reads = self.reads.saturating_add(1);

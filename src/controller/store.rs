@@ -21,6 +21,9 @@ use crate::scaler::{classify, ContainerView, LoadState, Phase, Usage};
 
 /// How long a removed container's id is remembered, so a stale list cannot revive it.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(120);
+/// A container still `created` (never started) this long after it was first listed is
+/// failed: creating and starting takes a fraction of a second here.
+const NEVER_STARTED: Duration = Duration::from_secs(10);
 
 /// One container as the operator sees it.
 #[derive(Clone, Debug)]
@@ -192,6 +195,13 @@ impl ObservedStore {
             }
         }
         for o in inner.containers.values_mut() {
+            // Created and never started: a create whose start never came (an operator
+            // killed in between). It would never start by itself; replace it.
+            if o.info.state == RunState::Created
+                && now.saturating_duration_since(o.first_seen) >= NEVER_STARTED
+            {
+                o.failed = true;
+            }
             if o.failed_at.is_none() && o.phase() == Phase::Failed {
                 o.failed_at = Some(now);
             }

@@ -195,3 +195,20 @@ fn the_file_report_names_why_dropped_pools_are_kept() {
     assert_eq!(report.keeps_dropped_pools(), Some("the file is empty"));
     assert!(report.blocks_orphan_prune());
 }
+
+#[test]
+fn a_deleted_pool_is_not_pruned_while_another_file_is_broken() {
+    let mut d = Dir::new(&[("web.yaml", &pool("web", 2)), ("api.yaml", &pool("api", 1))]);
+    d.delete("web.yaml");
+    d.write("api.yaml", "spec: [\n");
+    for _ in 0..3 {
+        d.read();
+        assert!(
+            d.declared("web"),
+            "pruned while api.yaml (which may declare it) is broken"
+        );
+    }
+    d.write("api.yaml", &pool("api", 1));
+    d.read();
+    assert!(!d.declared("web") && d.desired.may_prune("web"));
+}
