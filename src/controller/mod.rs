@@ -571,4 +571,6 @@ impl<R: Runtime> Shared<R> {
 }
 
 #[cfg(test)]
+mod failure_tests;
+#[cfg(test)]
 mod tests;

@@ -21,7 +21,7 @@ use crate::runtime::{CreateRequest, Runtime, RuntimeError};
 use crate::scaler::{self, Phase, PoolFacts, Reason, RemoveReason};
 
 /// Containers created in parallel by one reconcile (two cores start ~4 at once well).
-const CREATE_PARALLELISM: usize = 4;
+pub(crate) const CREATE_PARALLELISM: usize = 4;
 /// A pool that has run converged this long since its last container failure leaves
 /// CrashLoopBackOff (Kubernetes resets a container's backoff after 10 minutes of running).
 const CLEAN_RUN_RESETS_FAILURES: Duration = Duration::from_secs(600);
