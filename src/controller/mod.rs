@@ -473,11 +473,13 @@ pub fn backoff(n: u32, base: Duration, cap: Duration) -> Duration {
 pub const PROBE_FAILURE_THRESHOLD: u32 = 3;
 
 impl<R: Runtime> Shared<R> {
-    /// The gateway could not reach a container: probe it. It leaves routing only when
-    /// [`PROBE_FAILURE_THRESHOLD`] probes in a row fail, and comes back as soon as one
-    /// passes; it is never counted as a crash for it.
+    /// The gateway could not reach a container: probe it. Meanwhile it gets requests
+    /// only when no other container is ready; it becomes unready only when
+    /// [`PROBE_FAILURE_THRESHOLD`] probes in a row fail, and is back as soon as one
+    /// passes. It is never counted as a crash for it.
     pub fn report_unreachable(self: &Arc<Self>, id: &str) {
         let Some(o) = self.store.get(id) else { return };
+        self.store.mark_suspect(id);
         let spec = self
             .desired()
             .pools
@@ -530,7 +532,7 @@ impl<R: Runtime> Shared<R> {
                 let answered =
                     o.info.host_port.is_some() && shared.runtime.probe(&o.info, &probe).await;
                 if answered {
-                    if o.ready_at.is_none() && shared.store.mark_ready(&id) {
+                    if (o.ready_at.is_none() || o.suspect) && shared.store.mark_ready(&id) {
                         tracing::debug!(container = %o.info.name, "container ready");
                         shared.trigger.now(&pool);
                     }

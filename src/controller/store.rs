@@ -41,6 +41,9 @@ pub struct Observed {
     pub failed_at: Option<Instant>,
     /// Since when a container that was ready has not answered its probe.
     pub unready_since: Option<Instant>,
+    /// The gateway could not reach it and a probe is checking: still ready (one lost
+    /// connection is no failure), but routed to only when nothing else is ready.
+    pub suspect: bool,
     /// The probe gave up on it.
     pub failed: bool,
     /// Taken out of routing, being removed.
@@ -261,6 +264,7 @@ impl ObservedStore {
                 o.ready_at.get_or_insert(now);
                 o.served_since.get_or_insert(now);
                 o.unready_since = None;
+                o.suspect = false;
                 true
             }
             None => false,
@@ -279,8 +283,21 @@ impl ObservedStore {
                 if o.ready_at.take().is_some() {
                     o.unready_since = Some(Instant::now());
                 }
+                o.suspect = false;
                 o.load = None;
                 o.idle_since = None;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The gateway could not reach a ready container: route to it only as a last resort
+    /// until its probe says more. Returns false if it is gone.
+    pub fn mark_suspect(&self, id: &str) -> bool {
+        match self.write().containers.get_mut(id) {
+            Some(o) => {
+                o.suspect = o.ready_at.is_some();
                 true
             }
             None => false,
@@ -424,9 +441,11 @@ impl ObservedStore {
     }
 }
 
-/// Routing preference: not overloaded first, then fewest in flight, then lowest CPU.
-fn route_key(o: &Observed) -> (bool, usize, f64) {
+/// Routing preference: not suspect (unreachable a moment ago) and not overloaded first,
+/// then fewest in flight, then lowest CPU.
+fn route_key(o: &Observed) -> (bool, bool, usize, f64) {
     (
+        o.suspect,
         o.load == Some(LoadState::Overloaded),
         o.in_flight.load(Ordering::Relaxed),
         o.usage.map(|u| u.cpu).unwrap_or(0.0),
@@ -441,6 +460,7 @@ fn fresh(info: ContainerInfo, now: Instant) -> Observed {
         served_since: None,
         failed_at: None,
         unready_since: None,
+        suspect: false,
         failed: false,
         draining: false,
         usage: None,
@@ -791,5 +811,27 @@ mod tests {
             counts.iter().all(|&c| (15..=35).contains(&c)),
             "uneven spread {counts:?}"
         );
+    }
+
+    #[test]
+    fn a_suspect_container_is_a_last_resort_and_stays_ready() {
+        let s = ready_store(&["a", "b"]);
+        s.get("b")
+            .unwrap()
+            .in_flight
+            .fetch_add(3, Ordering::Relaxed);
+        assert!(s.mark_suspect("a"));
+        // a is idle but unreachable a moment ago: b, busy as it is, gets the request.
+        assert_eq!(pick_released(&s, None).as_deref(), Some("b"));
+        assert_eq!(
+            s.get("a").unwrap().phase(),
+            Phase::Ready,
+            "one lost connection is no failure"
+        );
+        // Alone, it is still tried.
+        assert_eq!(pick_released(&s, Some("b")).as_deref(), Some("a"));
+        // Its probe passed: an ordinary candidate again.
+        assert!(s.mark_ready("a"));
+        assert_eq!(pick_released(&s, None).as_deref(), Some("a"));
     }
 }
