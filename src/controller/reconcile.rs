@@ -292,21 +292,6 @@ async fn reconcile_inner<R: Runtime>(
         // Shutdown began: containers are left as they are.
         return Ok(Action::await_change());
     }
-    // The last line of defence: whatever the planner says, never more live containers
-    // than max plus one (a rollout's surge) reach Docker.
-    let live = views
-        .iter()
-        .filter(|v| matches!(v.phase, Phase::Starting | Phase::Ready))
-        .count();
-    let room = spec.scaling.max.saturating_add(1).saturating_sub(live);
-    debug_assert!(
-        plan.create <= room,
-        "pool {pool}: plan creates {} with {live} live and max {}",
-        plan.create,
-        spec.scaling.max
-    );
-    let create = plan.create.min(room);
-
     // Removals first: they free capacity and never lower ready capacity below the
     // target (the planner guarantees it).
     let removals = plan.remove.iter().map(|(id, reason)| {
@@ -362,6 +347,23 @@ async fn reconcile_inner<R: Runtime>(
     });
     let mut first_error = join_all(removals).await.into_iter().find_map(Result::err);
 
+    // The last line of defence: whatever the planner says, never more containers than
+    // max plus one (a rollout's surge) reach Docker. Counted after the removals, with
+    // those whose removal failed (still running) included.
+    let present = shared
+        .store
+        .views(pool)
+        .iter()
+        .filter(|v| matches!(v.phase, Phase::Starting | Phase::Ready | Phase::Draining))
+        .count();
+    let room = spec.scaling.max.saturating_add(1).saturating_sub(present);
+    debug_assert!(
+        plan.create <= room || first_error.is_some(),
+        "pool {pool}: plan creates {} with {present} present and max {}",
+        plan.create,
+        spec.scaling.max
+    );
+    let create = plan.create.min(room);
     if create > 0 {
         if let Some(t) = create_not_before.filter(|t| *t > now) {
             shared.pool_state(pool, |s| {
