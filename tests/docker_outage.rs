@@ -2,10 +2,11 @@
 //! running, says it is not ready (and why), and converges its pools again once the daemon
 //! is back, without duplicates.
 //!
-//! This stops the machine's shared `dockerd`, so it is a test binary of its own with ONE
-//! test: cargo runs test binaries one after another, so no other test of this crate is
-//! using the daemon meanwhile. A guard starts Docker again (`scripts/docker-up.sh`) when
-//! the test ends, failed or not.
+//! This stops the machine's shared `dockerd`, so it is a test binary of its own: cargo
+//! runs test binaries one after another, so no other test of this crate is using the
+//! daemon meanwhile, and the tests here take [`one_at_a_time`] so that they do not stop
+//! it under each other. A guard starts Docker again (`scripts/docker-up.sh`) when a test
+//! ends, failed or not.
 
 mod support;
 
@@ -16,6 +17,12 @@ use std::time::{Duration, Instant};
 use support::*;
 
 const T: Duration = Duration::from_secs(30);
+
+/// Held by each test for its whole run: one stops the daemon at a time.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static DAEMON: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    DAEMON.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn docker_answers() -> bool {
     docker(&["info", "--format", "{{.ServerVersion}}"]).is_ok()
@@ -87,6 +94,7 @@ impl Drop for DockerBack {
 
 #[test]
 fn dockerd_stopped_and_started_again_the_pool_converges_without_duplicates() {
+    let _one = one_at_a_time();
     let op = Operator::start("outage", &[("web.yaml", pool_yaml("web", 2, 4, ""))]);
     op.wait_converged("web", 2, T);
     eventually(T, "/readyz answers 200", || op.readyz().0 == 200);
@@ -156,5 +164,113 @@ fn dockerd_stopped_and_started_again_the_pool_converges_without_duplicates() {
     eventually(T, "Docker events are followed again", || {
         op.logs()[seen..].contains("docker event")
     });
+    drop(back);
+}
+
+/// Stops the one `dockerd` (its containers die with it: no live-restore) and starts Docker
+/// again; returns once it answers. `back` starts it again should this fail halfway.
+fn restart_dockerd() -> DockerBack {
+    let pids = dockerd_pids();
+    assert_eq!(pids.len(), 1, "exactly one dockerd runs: {pids:?}");
+    let back = DockerBack {
+        stopped: pids.clone(),
+    };
+    Command::new("kill")
+        .args(["-TERM", &pids[0].to_string()])
+        .status()
+        .unwrap();
+    eventually(Duration::from_secs(60), "docker info fails", || {
+        !docker_answers()
+    });
+    eventually(Duration::from_secs(60), "the stopped dockerd exits", || {
+        !pids.iter().any(|p| alive(*p))
+    });
+    back.start_docker().expect("Docker starts again");
+    back
+}
+
+/// A user's Docker daemon restarted (its containers died with it), the pool came back,
+/// and later two of its four containers were killed with `docker kill`, one after the
+/// other. The restart's deaths had counted as crashes and were never forgotten, so the
+/// kills put the pool into an 8 s CrashLoopBackOff: the two took 18 s to replace. Must
+/// hold: the pool comes back to its size after the restart, and each later kill of a
+/// container that had served for a while is replaced within 5 s, with no CrashLoopBackOff.
+#[test]
+fn after_a_dockerd_restart_killed_containers_are_replaced_at_once_without_backoff() {
+    let _one = one_at_a_time();
+    let op = Operator::start("outage-kill", &[("web.yaml", pool_yaml("web", 4, 4, ""))]);
+    op.wait_converged("web", 4, T);
+    eventually(T, "/readyz answers 200", || op.readyz().0 == 200);
+
+    // Dropped before `op`: Docker answers when the operator's guard cleans up.
+    let back = restart_dockerd();
+    op.wait_converged("web", 4, Duration::from_secs(60));
+    let served_from = Instant::now();
+    eventually(T, "/readyz answers 200 again", || op.readyz().0 == 200);
+    let all = containers(&op.instance, None);
+    assert_eq!(
+        all.len(),
+        4,
+        "exactly 4 containers after the restart: {all:?}"
+    );
+
+    // Containers that served this long are no crash when they die (the operator counts
+    // 10 s).
+    std::thread::sleep(Duration::from_secs(12).saturating_sub(served_from.elapsed()));
+    let log_from = op.logs().len();
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut gone: Vec<String> = Vec::new();
+    for round in 1..=2 {
+        // Two of the four that came back after the restart (they served 12 s).
+        let victim = all[round - 1].id.clone();
+        let killed = Instant::now();
+        docker(&["kill", &victim]).unwrap();
+        gone.push(victim);
+        let mut backoff: Vec<String> = Vec::new();
+        eventually(
+            T,
+            &format!("kill {round}: the pool has 4 ready containers again"),
+            || {
+                let r = op.pool_json("web");
+                let reasons = r["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c["status"] == "True")
+                    .chain(
+                        r["events"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter(|e| e["time"].as_u64().is_some_and(|t| t >= since)),
+                    )
+                    .filter_map(|c| c["reason"].as_str());
+                for reason in reasons {
+                    if reason.contains("BackOff") && !backoff.iter().any(|b| b == reason) {
+                        backoff.push(reason.to_string());
+                    }
+                }
+                let now = running(&op.instance, "web");
+                now.len() == 4 && now.iter().all(|c| !gone.contains(&c.id)) && op.ready("web") == 4
+            },
+        );
+        let took = killed.elapsed();
+        eprintln!("kill {round} after the dockerd restart: replaced in {took:?}");
+        assert!(
+            backoff.is_empty(),
+            "kill {round}: the pool reported {backoff:?}"
+        );
+        assert!(
+            took <= Duration::from_secs(5),
+            "kill {round}: replaced after {took:?}"
+        );
+    }
+    assert!(
+        !op.logs()[log_from..].contains("CrashLoopBackOff"),
+        "the log says CrashLoopBackOff after the kills"
+    );
     drop(back);
 }

@@ -67,7 +67,11 @@ impl Observed {
         match self.info.state {
             RunState::Running if self.failed => Phase::Failed,
             RunState::Running if self.ready_at.is_some() => Phase::Ready,
-            RunState::Running | RunState::Created if !self.failed => Phase::Starting,
+            // Paused by someone: out of routing, but kept (replacing it would lose it;
+            // waiting loses nothing); it is probed again once it runs.
+            RunState::Running | RunState::Created | RunState::Paused if !self.failed => {
+                Phase::Starting
+            }
             _ => Phase::Failed,
         }
     }
@@ -187,7 +191,10 @@ impl ObservedStore {
                         changed.insert(info.pool.clone());
                     }
                     if o.info.state == RunState::Running && info.state != RunState::Running {
-                        o.ready_at = None;
+                        // Out of routing; if it runs again it gets its startup time anew.
+                        if o.ready_at.take().is_some() {
+                            o.unready_since = Some(now);
+                        }
                     }
                     o.info = info;
                 }

@@ -505,3 +505,134 @@ impl Operator {
         http_get(self.admin_port, "/readyz").unwrap_or_else(|e| (0, e))
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// For the regression tests: bounded shutdown, counters, Docker events, response headers.
+
+/// Now as `docker events --since/--until` takes it: Unix seconds with nanoseconds.
+pub fn docker_time(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}
+
+/// Ids of the containers of `instance` for which Docker reported `event` (`create`,
+/// `start`, `die`, ...) between `since` and `until` (both in the past or now).
+pub fn docker_events(
+    instance: &str,
+    event: &str,
+    since: std::time::SystemTime,
+    until: std::time::SystemTime,
+) -> Vec<String> {
+    docker(&[
+        "events",
+        "--since",
+        &docker_time(since),
+        "--until",
+        &docker_time(until),
+        "--filter",
+        &format!("label=dev.invok.instance={instance}"),
+        "--filter",
+        &format!("event={event}"),
+        "--format",
+        "{{.ID}}",
+    ])
+    .unwrap()
+    .lines()
+    .filter(|l| !l.is_empty())
+    .map(str::to_string)
+    .collect()
+}
+
+/// A minimal HTTP/1.0 GET against loopback: (status, response head, body).
+pub fn http_get_with_head(port: u16, path: &str) -> Result<(u16, String, String), String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad response: {text:?}"))?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Ok((status, head.to_string(), body.to_string()))
+}
+
+/// The value of a header in a response head (case-insensitive name).
+pub fn header_value(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// How long a container has been up, per Docker (`.State.StartedAt`), as Docker prints it.
+pub fn started_at(id: &str) -> Option<String> {
+    docker(&["inspect", "-f", "{{.State.StartedAt}}", id]).ok()
+}
+
+impl Operator {
+    /// Sends a signal and waits at most `limit` for the process to exit: `Ok((exit code,
+    /// time taken))`, or `Err(time waited)` after which the process was killed (SIGKILL).
+    pub fn signal_within(
+        &mut self,
+        signal: &str,
+        limit: Duration,
+    ) -> Result<(Option<i32>, Duration), Duration> {
+        let mut child = self.child.take().expect("the operator runs");
+        let sent = Instant::now();
+        let _ = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Ok((status.code(), sent.elapsed()));
+            }
+            if sent.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(sent.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The operator process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Waits until the operator has read its manifest directory `n` more times. A read
+    /// counts as it ends, before it is applied, and one may have begun before an edit:
+    /// wait for 3 to be sure one read that began after the edit has been applied.
+    pub fn wait_manifest_reads(&self, n: u64) {
+        let start = self.counter("manifestReads");
+        eventually(
+            Duration::from_secs(30),
+            &format!("{n} more reads of the manifest directory"),
+            || self.counter("manifestReads") >= start + n,
+        );
+    }
+
+    /// The reasons of the pool's conditions that are `True`, and of its recent events.
+    pub fn condition_and_event_reasons(&self, pool: &str) -> (Vec<String>, Vec<String>) {
+        let r = self.pool_json(pool);
+        let reasons = |key: &str, only_true: bool| -> Vec<String> {
+            r[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter(|c| !only_true || c["status"] == "True")
+                        .filter_map(|c| c["reason"].as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        (reasons("conditions", true), reasons("events", false))
+    }
+}
