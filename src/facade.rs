@@ -32,8 +32,15 @@ use crate::api::{self, FunctionPool, FunctionPoolSpec, ObjectMeta, Scaling, Scal
 use crate::controller::report::PoolSummary;
 use crate::controller::{Config, Controller, Shared};
 use crate::runtime::docker::DockerRuntime;
-use crate::runtime::RuntimeError;
+use crate::runtime::{Runtime, RuntimeError};
 use crate::scaler::{self, LoadState, Phase, PoolFacts};
+
+/// How long [`AutoscalingRuntime::register_container`] probes a running container before
+/// it returns; a container that answers later is found by the background probe.
+pub const REGISTER_PROBE_DEADLINE: Duration = Duration::from_secs(2);
+/// The pause between two of those probes (a probe itself gives up connecting after
+/// [`crate::probe::CONNECT_TIMEOUT`]).
+const REGISTER_PROBE_RETRY: Duration = Duration::from_millis(20);
 
 /// Why a call of the programmatic API failed.
 #[derive(Debug, thiserror::Error)]
@@ -282,6 +289,13 @@ impl AutoscalingRuntime {
 
     /// Adds an existing container to `function`'s pool, creating the pool on first use
     /// from the container's image and port.
+    ///
+    /// A running container is probed before this returns (the pool's readiness probe,
+    /// quick retries for up to [`REGISTER_PROBE_DEADLINE`]), so when its function
+    /// answers, [`AutoscalingRuntime::execute_function`] can return it right away, as the
+    /// seed's example expects. One that does not answer in that time is registered all
+    /// the same: it counts as a starting container, gets no traffic, and the background
+    /// probe marks it ready when it answers (or failed after the startup timeout).
     pub async fn register_container(
         &self,
         function: &str,
@@ -295,14 +309,23 @@ impl AutoscalingRuntime {
             .insert(info.id.clone(), container_id.clone());
         // The container joins the store before the pool exists, so the pool's first
         // reconcile counts it (and creates nothing it does not need).
-        let (id, host_port, running) = (
+        let (id, running) = (
             info.id.clone(),
-            info.host_port,
             info.state == crate::runtime::RunState::Running,
         );
         let image = info.image.clone();
         self.shared.store.upsert(info);
-        if !self.shared.desired().pools.contains_key(function) {
+        let existing = self
+            .shared
+            .desired()
+            .pools
+            .get(function)
+            .map(|p| p.spec.readiness.clone());
+        if let Some(probe) = existing {
+            if running {
+                self.probe_registered(&id, &probe).await;
+            }
+        } else {
             let inspect = self
                 .runtime
                 .docker()
@@ -343,26 +366,48 @@ impl AutoscalingRuntime {
                         .collect::<Vec<_>>()
                         .join("; "),
                 })?;
-            if running && probe_until_ready(&spec.readiness, host_port).await {
-                self.shared.store.mark_ready(&id);
+            // Ready (when it answers) before the pool exists: the pool's first reconcile
+            // and the first execute_function see a ready container.
+            if running {
+                self.probe_registered(&id, &spec.readiness).await;
             }
             self.shared.declare_pool(manifest, spec);
-        } else if running {
-            let probe = self
-                .shared
-                .desired()
-                .pools
-                .get(function)
-                .map(|p| p.spec.readiness.clone());
-            if probe_until_ready(&probe.unwrap_or(api::Probe::Tcp), host_port).await {
-                self.shared.store.mark_ready(&id);
-            }
         }
         tracing::info!(
             "Registered container {container_name} ({container_id}) for function {function}"
         );
         self.shared.trigger.now(function);
         Ok(())
+    }
+
+    /// Probes a registered container until it answers or [`REGISTER_PROBE_DEADLINE`]
+    /// passes, and marks it ready in the store when it answers; true when it did. One
+    /// without a loopback port cannot be probed and counts as ready while it runs, as
+    /// the controller's background probe treats it.
+    async fn probe_registered(&self, id: &str, probe: &api::Probe) -> bool {
+        let deadline = tokio::time::Instant::now() + REGISTER_PROBE_DEADLINE;
+        loop {
+            // The store's view, which the relist keeps current (a port, a stop).
+            let Some(o) = self.shared.store.get(id) else {
+                return false;
+            };
+            if o.info.state != crate::runtime::RunState::Running {
+                return false;
+            }
+            let answered = o.info.host_port.is_none() || self.runtime.probe(&o.info, probe).await;
+            if answered {
+                return self.shared.store.mark_ready(id);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::debug!(
+                    container = %o.info.name,
+                    "registered container not answering after {REGISTER_PROBE_DEADLINE:?}; \
+                     the background probe takes over"
+                );
+                return false;
+            }
+            tokio::time::sleep(REGISTER_PROBE_RETRY).await;
+        }
     }
 
     /// The container to run `function` on, by the gateway's picker; `None` when the
@@ -407,22 +452,6 @@ impl AutoscalingRuntime {
 impl Drop for AutoscalingRuntime {
     fn drop(&mut self) {
         self.shutdown();
-    }
-}
-
-/// Probes a registered container for up to two seconds; one without a loopback port
-/// cannot be probed and counts as ready while it runs.
-async fn probe_until_ready(probe: &api::Probe, port: Option<u16>) -> bool {
-    let Some(port) = port else { return true };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    loop {
-        if crate::probe::probe_once(probe, port).await {
-            return true;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use support::docker as docker_cli;
 
 use invok::sampler::cgroup::{CgroupError, CgroupReader, RawSample};
-use invok::sampler::stats::StatsSampler;
+use invok::sampler::stats::{StatsSample, StatsSampler};
 use rand::distr::{Alphanumeric, SampleString};
 
 const IMAGE: &str = "invok/demo-fn:latest";
@@ -342,10 +342,11 @@ fn cgroup_and_stats_stream_agree() {
     }
     wait_busy(&reader, &id, 0.5);
 
-    // The stream pushes a sample about once a second: a window runs from the arrival of
-    // one stats sample to the arrival of another ~3 s later, and the cgroup files are
-    // read at those same instants.
-    let next_stats = |after: Option<RawSample>| -> (RawSample, RawSample, Instant) {
+    // The stream pushes a message about once a second, and each message measures CPU
+    // over its own window (from the previous message's reading to its own). A window
+    // here runs from the arrival of one message to the arrival of the very next, the
+    // cgroup files read at those instants: about the window the second message measures.
+    let next_stats = |after: Option<StatsSample>| -> (StatsSample, RawSample, Instant) {
         let start = Instant::now();
         loop {
             if let Some(s) = sampler.latest(&id) {
@@ -355,7 +356,7 @@ fn cgroup_and_stats_stream_agree() {
             }
             assert!(
                 start.elapsed() < DEADLINE,
-                "no new stats sample within {DEADLINE:?} (tracked: {})",
+                "no new stats message within {DEADLINE:?} (tracked: {})",
                 sampler.is_tracked(&id)
             );
             std::thread::sleep(Duration::from_millis(2));
@@ -365,13 +366,11 @@ fn cgroup_and_stats_stream_agree() {
     let mut seen = Vec::new();
     for _ in 0..WINDOWS {
         let (s0, c0, t0) = next_stats(Some(prev_stats));
-        std::thread::sleep(Duration::from_millis(2500));
-        // Not the sample that arrived during the sleep (at an unknown instant): the next.
-        let (s1, c1, t1) = next_stats(sampler.latest(&id));
+        let (s1, c1, t1) = next_stats(Some(s0));
         prev_stats = s1;
         let wall = t1 - t0;
         let cpu_cgroup = fraction(c0, c1, wall);
-        let cpu_stats = fraction(s0, s1, wall);
+        let cpu_stats = s1.cpu_cores.unwrap_or(f64::NAN);
         let rss_diff = (c1.rss as f64 - s1.rss as f64).abs() / c1.rss as f64;
         let line = format!(
             "window {wall:.2?}: CPU cgroup {cpu_cgroup:.3} stats {cpu_stats:.3} core; \

@@ -31,7 +31,30 @@ use cgroup::{CgroupError, CgroupReader, RawSample};
 /// The sampler never ticks faster than this, whatever the pools ask.
 const MIN_TICK: Duration = Duration::from_millis(200);
 
-/// Turns two cumulative samples into a usage figure.
+/// CPU use of `cores` as a fraction of a container's `cpu_capacity` cores, clamped to
+/// 0.0-1.0: a container cannot use more than its limit, and what reads above it is
+/// measurement granularity (see the module docs). Non-finite or negative figures read
+/// 0.0, so no NaN ever reaches the scaler's sums.
+///
+/// ```
+/// use invok::sampler::cpu_fraction;
+/// assert_eq!(cpu_fraction(0.125, 0.25), 0.5);
+/// assert_eq!(cpu_fraction(0.2625, 0.25), 1.0); // 1.05 of the limit: at the limit
+/// assert_eq!(cpu_fraction(f64::NAN, 0.25), 0.0);
+/// assert_eq!(cpu_fraction(-0.1, 1.0), 0.0);
+/// ```
+pub fn cpu_fraction(cores: f64, cpu_capacity: f64) -> f64 {
+    let fraction = cores / cpu_capacity.max(1e-9);
+    let fraction = if fraction.is_finite() && fraction > 0.0 {
+        fraction.min(1.0)
+    } else {
+        0.0
+    };
+    debug_assert!((0.0..=1.0).contains(&fraction), "cpu fraction {fraction}");
+    fraction
+}
+
+/// Turns two cumulative samples into a usage figure, CPU clamped by [`cpu_fraction`].
 ///
 /// ```
 /// use invok::sampler::{cgroup::RawSample, usage_between};
@@ -41,12 +64,15 @@ const MIN_TICK: Duration = Duration::from_millis(200);
 /// // Half a core for one second, against a 0.5-core limit: 100% of the limit.
 /// let u = usage_between(a, b, Duration::from_secs(1), 0.5);
 /// assert!((u.cpu - 1.0).abs() < 1e-9 && u.rss == 20);
+/// // 0.26 core against a 0.25-core limit (CFS granularity): still 100%, not 104%.
+/// let c = RawSample { cpu_ns: 260_000_000, rss: 20 };
+/// assert_eq!(usage_between(a, c, Duration::from_secs(1), 0.25).cpu, 1.0);
 /// ```
 pub fn usage_between(prev: RawSample, now: RawSample, wall: Duration, cpu_capacity: f64) -> Usage {
     let wall_ns = wall.as_nanos().max(1) as f64;
     let cpu_ns = now.cpu_ns.saturating_sub(prev.cpu_ns) as f64;
     Usage {
-        cpu: cpu_ns / wall_ns / cpu_capacity.max(1e-9),
+        cpu: cpu_fraction(cpu_ns / wall_ns, cpu_capacity),
         rss: now.rss,
     }
 }
@@ -91,8 +117,18 @@ impl Source {
 }
 
 struct Last {
-    sample: RawSample,
+    /// The cgroup sample of the last read; `None` when it came from the stats API (a
+    /// stats message carries its own window, nothing to subtract).
+    sample: Option<RawSample>,
     at: Instant,
+}
+
+/// Where one container's usage came from this tick.
+enum Reading {
+    /// A cumulative cgroup sample: usage needs the previous one.
+    Cgroup(RawSample),
+    /// A stats message's own figure.
+    Stats(Usage),
 }
 
 /// Samples until cancelled (the controller aborts it on shutdown).
@@ -136,37 +172,49 @@ pub async fn run<R: Runtime>(shared: Arc<Shared<R>>) {
                     continue;
                 }
             }
-            let read = if source == Source::Stats {
+            let read = if let Some(sample) = shared.runtime.read_usage(id) {
+                Ok(sample)
+            } else if source == Source::Stats {
                 Err(CgroupError::NotFound)
             } else {
                 reader.read(id)
             };
-            let sample = match read {
-                Ok(s) => Some(s),
-                Err(CgroupError::NotFound) => {
-                    cgroup_failed.push(id.clone());
-                    fallback.as_ref().and_then(|f| f.latest(id))
-                }
+            let capacity = spec.template.cpu_capacity();
+            let reading = match read {
+                Ok(s) => Some(Reading::Cgroup(s)),
                 Err(e) => {
-                    tracing::debug!(container = %id, "cgroup read failed: {e}");
+                    if !matches!(e, CgroupError::NotFound) {
+                        tracing::debug!(container = %id, "cgroup read failed: {e}");
+                    }
                     cgroup_failed.push(id.clone());
-                    fallback.as_ref().and_then(|f| f.latest(id))
+                    fallback
+                        .as_ref()
+                        .and_then(|f| f.usage(id, capacity))
+                        .map(Reading::Stats)
                 }
             };
-            let Some(sample) = sample else { continue };
-            if !logged_layout {
+            let Some(reading) = reading else { continue };
+            if !logged_layout && matches!(reading, Reading::Cgroup(_)) {
                 if let Some(layout) = reader.layout() {
                     tracing::info!("sampling container usage from cgroup files ({layout})");
                     logged_layout = true;
                 }
             }
-            if let Some(prev) = last.get(id) {
-                let usage = usage_between(
-                    prev.sample,
-                    sample,
-                    now.saturating_duration_since(prev.at),
-                    spec.template.cpu_capacity(),
-                );
+            let (usage, sample) = match reading {
+                Reading::Cgroup(sample) => {
+                    let usage = last.get(id).and_then(|prev| {
+                        Some(usage_between(
+                            prev.sample?,
+                            sample,
+                            now.saturating_duration_since(prev.at),
+                            capacity,
+                        ))
+                    });
+                    (usage, Some(sample))
+                }
+                Reading::Stats(usage) => (Some(usage), None),
+            };
+            if let Some(usage) = usage {
                 if let Some(change) = shared.store.record_usage(id, usage, spec, now) {
                     tracing::info!(
                         "Container {} status changed from {} to {}",
@@ -220,5 +268,52 @@ pub async fn run<R: Runtime>(shared: Arc<Shared<R>>) {
             f.untrack_missing(&live);
         }
         tokio::time::sleep(tick).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(cpu_ns: u64) -> RawSample {
+        RawSample { cpu_ns, rss: 7 }
+    }
+
+    #[test]
+    fn a_container_pinned_at_its_limit_reads_at_most_the_limit() {
+        // 1.02-1.05 of a 0.25-CPU limit over 1 s, as CFS periods make it read here.
+        for used_ns in [255_000_000, 262_500_000, 300_000_000] {
+            let u = usage_between(at(0), at(used_ns), Duration::from_secs(1), 0.25);
+            assert_eq!(u.cpu, 1.0, "{used_ns} ns");
+            assert_eq!(u.rss, 7);
+        }
+        // Below the limit the figure is untouched.
+        let u = usage_between(at(0), at(200_000_000), Duration::from_secs(1), 0.25);
+        assert!((u.cpu - 0.8).abs() < 1e-9, "{}", u.cpu);
+    }
+
+    #[test]
+    fn degenerate_windows_and_limits_read_within_zero_and_one() {
+        let one_s = Duration::from_secs(1);
+        // A counter that went back (a restarted container's cgroup): no negative usage.
+        assert_eq!(usage_between(at(500), at(100), one_s, 1.0).cpu, 0.0);
+        // No time passed: at most the limit, never infinity.
+        assert_eq!(usage_between(at(0), at(100), Duration::ZERO, 1.0).cpu, 1.0);
+        assert_eq!(usage_between(at(0), at(0), Duration::ZERO, 1.0).cpu, 0.0);
+        // A zero, negative or NaN capacity never yields NaN or infinity.
+        for capacity in [0.0, -1.0, f64::NAN] {
+            let cpu = usage_between(at(0), at(100), one_s, capacity).cpu;
+            assert!((0.0..=1.0).contains(&cpu), "{capacity}: {cpu}");
+        }
+    }
+
+    #[test]
+    fn cpu_fraction_keeps_non_finite_and_negative_figures_out() {
+        for cores in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.5, -0.0] {
+            assert_eq!(cpu_fraction(cores, 0.5), 0.0, "{cores}");
+        }
+        assert_eq!(cpu_fraction(0.25, 0.5), 0.5);
+        assert_eq!(cpu_fraction(2.0, 1.0), 1.0);
+        assert_eq!(cpu_fraction(0.25, f64::INFINITY), 0.0);
     }
 }

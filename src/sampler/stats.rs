@@ -5,6 +5,13 @@
 //! sample about once a second and [`StatsSampler::latest`] returns the newest one without
 //! any request. A `stream=false` call per container per tick would cost 1-2 s each (the
 //! daemon samples twice, one second apart).
+//!
+//! Each message carries two CPU readings, `cpu_stats` and `precpu_stats` (the daemon's
+//! previous one), so CPU is computed inside one message as `docker stats` does: the
+//! container's CPU-time delta over the host's system-usage delta, times the online CPUs.
+//! Deltas of the cumulative figures across messages would divide the daemon's time
+//! between two messages (about 1 s, jittered) by the sampler's tick: with a 500 ms tick
+//! they read 0 or twice the true figure.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,14 +23,50 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::task::AbortHandle;
 
-use super::cgroup::RawSample;
+use crate::scaler::Usage;
+
+/// What one stats message says about a container.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StatsSample {
+    /// Cores used over the message's own window (`cpu_stats` minus `precpu_stats`), as
+    /// `docker stats` computes it. `None` when the message holds no previous reading (a
+    /// stream's first message) or its counters went backwards.
+    pub cpu_cores: Option<f64>,
+    /// Resident memory in bytes (`memory_stats.stats` `total_rss`, `rss` or `anon`, else
+    /// usage minus page cache).
+    pub rss: u64,
+    /// The cumulative CPU time of the message (`cpu_stats.cpu_usage.total_usage`, ns):
+    /// to tell messages apart and to compare with the cgroup files. CPU usage comes from
+    /// [`StatsSample::cpu_cores`], never from deltas of this across messages.
+    pub cpu_ns: u64,
+}
+
+impl StatsSample {
+    /// The usage this message reports, CPU as a fraction of `cpu_capacity` cores clamped
+    /// to 0.0-1.0 (see [`super::cpu_fraction`]); `None` without a CPU figure.
+    ///
+    /// ```
+    /// use invok::sampler::stats::StatsSample;
+    /// // 0.26 cores against a 0.25-core limit (CFS granularity): at the limit, not above.
+    /// let s = StatsSample { cpu_cores: Some(0.26), rss: 4096, cpu_ns: 1 };
+    /// let u = s.usage(0.25).unwrap();
+    /// assert_eq!((u.cpu, u.rss), (1.0, 4096));
+    /// assert_eq!(StatsSample { cpu_cores: None, ..s }.usage(0.25), None);
+    /// ```
+    pub fn usage(&self, cpu_capacity: f64) -> Option<Usage> {
+        Some(Usage {
+            cpu: super::cpu_fraction(self.cpu_cores?, cpu_capacity),
+            rss: self.rss,
+        })
+    }
+}
 
 struct Entry {
     /// Which `track` started the current task: a task that was replaced or untracked
     /// stops writing (and stops) when it sees another generation.
     generation: u64,
     task: AbortHandle,
-    latest: Option<RawSample>,
+    latest: Option<StatsSample>,
 }
 
 type Entries = Arc<Mutex<HashMap<String, Entry>>>;
@@ -117,12 +160,17 @@ impl StatsSampler {
         lock(&self.entries).contains_key(id)
     }
 
-    /// The latest sample streamed for the container `id`: cumulative CPU time
-    /// (`cpu_stats.cpu_usage.total_usage`, ns) and RSS (`memory_stats.stats` `total_rss`,
-    /// `rss` or `anon`, else usage minus page cache). `None` when it is not tracked or no
-    /// sample has arrived yet (the first one comes within about a second).
-    pub fn latest(&self, id: &str) -> Option<RawSample> {
+    /// The latest message streamed for the container `id`. `None` when it is not tracked
+    /// or no message has arrived yet (the first one comes within about a second, and
+    /// carries a CPU figure from the second on).
+    pub fn latest(&self, id: &str) -> Option<StatsSample> {
         lock(&self.entries).get(id).and_then(|e| e.latest)
+    }
+
+    /// The usage of the latest message of the container `id` (see
+    /// [`StatsSample::usage`]): `None` until a message with a CPU figure has arrived.
+    pub fn usage(&self, id: &str, cpu_capacity: f64) -> Option<Usage> {
+        self.latest(id)?.usage(cpu_capacity)
     }
 }
 
@@ -167,7 +215,7 @@ async fn follow(docker: Docker, entries: Entries, id: String, generation: u64) {
 
 /// The sample in one stats message, or `None` when it carries none (a stopped
 /// container's stream sends empty messages).
-fn raw_sample(stats: &ContainerStatsResponse) -> Option<RawSample> {
+fn raw_sample(stats: &ContainerStatsResponse) -> Option<StatsSample> {
     let cpu_ns = stats.cpu_stats.as_ref()?.cpu_usage.as_ref()?.total_usage?;
     let memory = stats.memory_stats.as_ref()?;
     let values = memory.stats.as_ref();
@@ -187,7 +235,41 @@ fn raw_sample(stats: &ContainerStatsResponse) -> Option<RawSample> {
     if cpu_ns == 0 && rss == 0 {
         return None;
     }
-    Some(RawSample { cpu_ns, rss })
+    Some(StatsSample {
+        cpu_cores: cpu_cores(stats),
+        rss,
+        cpu_ns,
+    })
+}
+
+/// Cores used between the message's `precpu_stats` and `cpu_stats`, as `docker stats`
+/// computes it (`calculateCPUPercentUnix`, without the factor 100): CPU-time delta over
+/// system-usage delta, times the online CPUs (the per-CPU list's length where the daemon
+/// does not say). `None` without a previous reading (the daemon zeroes `precpu_stats` in
+/// a stream's first message), when no host time passed, or when a counter went back.
+fn cpu_cores(stats: &ContainerStatsResponse) -> Option<f64> {
+    let now = stats.cpu_stats.as_ref()?;
+    let pre = stats.precpu_stats.as_ref()?;
+    let pre_system = pre.system_cpu_usage.filter(|&s| s > 0)?;
+    let system_delta = now
+        .system_cpu_usage?
+        .checked_sub(pre_system)
+        .filter(|&d| d > 0)?;
+    let cpu_delta = now
+        .cpu_usage
+        .as_ref()?
+        .total_usage?
+        .checked_sub(pre.cpu_usage.as_ref()?.total_usage?)?;
+    let online = now
+        .online_cpus
+        .filter(|&n| n > 0)
+        .map(f64::from)
+        .or_else(|| {
+            let per_cpu = now.cpu_usage.as_ref()?.percpu_usage.as_ref()?.len();
+            (per_cpu > 0).then_some(per_cpu as f64)
+        })?;
+    let cores = cpu_delta as f64 / system_delta as f64 * online;
+    cores.is_finite().then_some(cores)
 }
 
 #[cfg(test)]
@@ -199,6 +281,106 @@ mod tests {
         serde_json::from_str(json).unwrap()
     }
 
+    /// A message without `precpu_stats`: RSS and cumulative CPU, no CPU figure.
+    fn no_cpu_figure(cpu_ns: u64, rss: u64) -> StatsSample {
+        StatsSample {
+            cpu_cores: None,
+            rss,
+            cpu_ns,
+        }
+    }
+
+    /// A cgroup v1 message with both CPU readings (ns), like the daemon streams.
+    fn message(cpu: u64, system: u64, pre_cpu: u64, pre_system: u64, online: u32) -> String {
+        format!(
+            r#"{{"cpu_stats":{{"cpu_usage":{{"total_usage":{cpu}}},"system_cpu_usage":{system},"online_cpus":{online}}},
+                "precpu_stats":{{"cpu_usage":{{"total_usage":{pre_cpu}}},"system_cpu_usage":{pre_system},"online_cpus":{online}}},
+                "memory_stats":{{"usage":9000,"stats":{{"total_rss":4000}}}}}}"#
+        )
+    }
+
+    fn cores_of(json: &str) -> Option<f64> {
+        raw_sample(&parse(json)).and_then(|s| s.cpu_cores)
+    }
+
+    #[test]
+    fn cpu_comes_from_the_delta_inside_one_message() {
+        // One second of host time on 2 CPUs is 2e9 ns of system usage; the container
+        // used 0.25 s of CPU in it: a quarter of one core.
+        let json = message(
+            10_250_000_000,
+            1_002_000_000_000,
+            10_000_000_000,
+            1_000_000_000_000,
+            2,
+        );
+        let cores = cores_of(&json).unwrap();
+        assert!((cores - 0.25).abs() < 1e-9, "{cores}");
+        // The cumulative figure is the message's own, not a delta.
+        assert_eq!(raw_sample(&parse(&json)).unwrap().cpu_ns, 10_250_000_000);
+    }
+
+    #[test]
+    fn cpu_is_the_rate_inside_the_message_whatever_the_totals() {
+        // Half a core over the daemon's window, early and late in a container's life.
+        let late = message(
+            60_500_000_000,
+            2_002_000_000_000,
+            60_000_000_000,
+            2_000_000_000_000,
+            2,
+        );
+        let early = message(500_000_000, 4_000_000_000, 0, 2_000_000_000, 2);
+        assert_eq!(cores_of(&late), Some(0.5));
+        assert_eq!(cores_of(&early), Some(0.5));
+    }
+
+    #[test]
+    fn online_cpus_falls_back_to_the_per_cpu_list() {
+        let json = r#"{"cpu_stats":{"cpu_usage":{"total_usage":2000,"percpu_usage":[1000,1000,0,0]},"system_cpu_usage":8000},
+            "precpu_stats":{"cpu_usage":{"total_usage":0},"system_cpu_usage":4000},
+            "memory_stats":{"stats":{"rss":1}}}"#;
+        // 2000 ns of CPU over 4000 ns of system time on 4 CPUs: two cores.
+        assert_eq!(cores_of(json), Some(2.0));
+    }
+
+    #[test]
+    fn a_message_without_a_previous_reading_has_no_cpu_figure() {
+        // A stream's first message: the daemon zeroes precpu_stats.
+        let first = message(10_000_000_000, 1_000_000_000_000, 0, 0, 2);
+        let s = raw_sample(&parse(&first)).unwrap();
+        assert_eq!(s.cpu_cores, None);
+        assert_eq!(s.rss, 4000);
+        assert_eq!(s.usage(0.25), None);
+        // No host time passed, or a counter went back: no figure either.
+        assert_eq!(cores_of(&message(5, 1000, 4, 1000, 2)), None);
+        assert_eq!(cores_of(&message(5, 900, 4, 1000, 2)), None);
+        assert_eq!(cores_of(&message(3, 2000, 4, 1000, 2)), None);
+        // Nothing says how many CPUs there are.
+        assert_eq!(cores_of(&message(5, 2000, 4, 1000, 0)), None);
+    }
+
+    #[test]
+    fn usage_of_a_container_pinned_at_its_limit_is_clamped_to_the_limit() {
+        // 0.2625 cores against a 0.25-core limit reads 1.05 of it (CFS period
+        // granularity over a 1 s window): reported as 1.0.
+        let json = message(
+            10_262_500_000,
+            1_002_000_000_000,
+            10_000_000_000,
+            1_000_000_000_000,
+            2,
+        );
+        let s = raw_sample(&parse(&json)).unwrap();
+        assert!(s.cpu_cores.unwrap() > 0.26);
+        let u = s.usage(0.25).unwrap();
+        assert_eq!(u.cpu, 1.0);
+        assert_eq!(u.rss, 4000);
+        // Below the limit the figure is kept as it is.
+        let half = s.usage(0.5).unwrap().cpu;
+        assert!((half - 0.525).abs() < 1e-9, "{half}");
+    }
+
     #[test]
     fn v1_message() {
         let s = parse(
@@ -206,13 +388,7 @@ mod tests {
                 "system_cpu_usage":1,"online_cpus":2},
                 "memory_stats":{"usage":90000000,"stats":{"cache":1000,"rss":4000,"total_rss":67108864}}}"#,
         );
-        assert_eq!(
-            raw_sample(&s),
-            Some(RawSample {
-                cpu_ns: 123_456_789,
-                rss: 67_108_864
-            })
-        );
+        assert_eq!(raw_sample(&s), Some(no_cpu_figure(123_456_789, 67_108_864)));
     }
 
     #[test]
@@ -221,13 +397,7 @@ mod tests {
             r#"{"cpu_stats":{"cpu_usage":{"total_usage":5}},
                 "memory_stats":{"usage":9000,"stats":{"cache":1000,"rss":4000}}}"#,
         );
-        assert_eq!(
-            raw_sample(&s),
-            Some(RawSample {
-                cpu_ns: 5,
-                rss: 4000
-            })
-        );
+        assert_eq!(raw_sample(&s), Some(no_cpu_figure(5, 4000)));
     }
 
     #[test]
@@ -236,13 +406,7 @@ mod tests {
             r#"{"cpu_stats":{"cpu_usage":{"total_usage":7}},
                 "memory_stats":{"usage":9000,"stats":{"anon":3000,"file":5000,"inactive_file":4000}}}"#,
         );
-        assert_eq!(
-            raw_sample(&s),
-            Some(RawSample {
-                cpu_ns: 7,
-                rss: 3000
-            })
-        );
+        assert_eq!(raw_sample(&s), Some(no_cpu_figure(7, 3000)));
     }
 
     #[test]
@@ -251,22 +415,10 @@ mod tests {
             r#"{"cpu_stats":{"cpu_usage":{"total_usage":7}},
                 "memory_stats":{"usage":9000,"stats":{"inactive_file":4000}}}"#,
         );
-        assert_eq!(
-            raw_sample(&s),
-            Some(RawSample {
-                cpu_ns: 7,
-                rss: 5000
-            })
-        );
+        assert_eq!(raw_sample(&s), Some(no_cpu_figure(7, 5000)));
         let s =
             parse(r#"{"cpu_stats":{"cpu_usage":{"total_usage":7}},"memory_stats":{"usage":9000}}"#);
-        assert_eq!(
-            raw_sample(&s),
-            Some(RawSample {
-                cpu_ns: 7,
-                rss: 9000
-            })
-        );
+        assert_eq!(raw_sample(&s), Some(no_cpu_figure(7, 9000)));
     }
 
     #[test]
