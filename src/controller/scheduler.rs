@@ -118,7 +118,7 @@ const LOST_TASK_RETRY: Duration = Duration::from_secs(1);
 /// and returns.
 ///
 /// A reconcile task that fails (a panic that escaped, a cancellation) never leaves its
-/// pool marked running: the pool is freed and retried after [`LOST_TASK_RETRY`].
+/// pool marked running: the pool is freed and retried after `LOST_TASK_RETRY` (1 s).
 pub async fn run<F, Fut>(
     mut rx: Receiver,
     limits: impl Into<Limits>,
