@@ -156,6 +156,16 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
 
 /// A minimal HTTP/1.0 request against loopback: (status, body).
 pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> Result<(u16, String), String> {
+    http_full(port, method, path, body).map(|(status, _, body)| (status, body))
+}
+
+/// A minimal HTTP/1.0 request against loopback: (status, response head, body).
+pub fn http_full(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, String, String), String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let head = format!(
@@ -172,11 +182,8 @@ pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> Result<(u16, St
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("bad response: {text:?}"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Ok((status, head.to_string(), body.to_string()))
 }
 
 /// A free loopback port (bound then released).
@@ -545,20 +552,7 @@ pub fn docker_events(
 
 /// A minimal HTTP/1.0 GET against loopback: (status, response head, body).
 pub fn http_get_with_head(port: u16, path: &str) -> Result<(u16, String, String), String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let head = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&resp).to_string();
-    let status: u16 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("bad response: {text:?}"))?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    Ok((status, head.to_string(), body.to_string()))
+    http_full(port, "GET", path, b"")
 }
 
 /// The value of a header in a response head (case-insensitive name).
