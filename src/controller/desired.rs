@@ -133,8 +133,10 @@ impl Desired {
 
     /// True when the next read should come soon (one debounce), not at the rescan
     /// interval: a prune waits for it to agree, or orphans wait for a second read.
+    /// While a broken file blocks pruning, the next read waits for a change to the
+    /// directory (or the rescan): reading every debounce would only parse it again.
     pub fn wants_confirming_read(&self) -> bool {
-        !self.pending_prune.is_empty() || self.reads < 2
+        (!self.pending_prune.is_empty() && !self.prune_blocked) || self.reads < 2
     }
 
     /// True when containers of `pool` may be removed because no manifest declares it.
