@@ -207,6 +207,10 @@ fn a_deleted_pool_is_not_pruned_while_another_file_is_broken() {
             d.declared("web"),
             "pruned while api.yaml (which may declare it) is broken"
         );
+        assert!(
+            !d.desired.wants_confirming_read(),
+            "re-reads a broken directory at once"
+        );
     }
     d.write("api.yaml", &pool("api", 1));
     d.read();
