@@ -242,7 +242,9 @@ impl hyper::body::Body for Guarded {
 /// Waits for a ready container of `pool` (asking for one if there is none) and takes it.
 async fn acquire<R: Runtime>(gw: &Gateway<R>, pool: &str, avoid: Option<&str>) -> Option<Route> {
     let store = &gw.shared.store;
-    let deadline = Instant::now() + gw.config.cold_start_timeout;
+    let deadline = Instant::now()
+        .checked_add(gw.config.cold_start_timeout)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
     let mut waiting: Option<Waiting<'_, R>> = None;
     loop {
         let notified = store.ready_changed();

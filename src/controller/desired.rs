@@ -5,6 +5,7 @@
 //! loop so the rules that decide what may be deleted can be read, and tested, alone.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::api::{EffectiveSpec, FunctionPool};
@@ -32,7 +33,8 @@ pub struct DesiredPool {
 ///   `git pull` that moves a pool between files, or an editor's truncate-and-rewrite,
 ///   is seen mid-way by the first read, never by both);
 /// - containers of pools no manifest declares (orphans) are pruned only after two reads
-///   agree, and never while a file that may hide a pool is unreadable.
+///   agree, and never while a file that may hide a pool cannot be read cleanly (errors, a
+///   misspelt-group `FunctionPool`, or an empty file that declared pools before).
 #[derive(Debug, Default)]
 pub struct Desired {
     /// Pools with a valid spec (current, or the last valid one).
@@ -84,9 +86,26 @@ impl Desired {
                 },
             );
         }
-        // A file that cannot be parsed may declare any pool: nothing is pruned meanwhile.
-        let blocked =
-            !set.broken_files.is_empty() || set.files.values().any(|f| f.blocks_orphan_prune());
+        // A file that cannot be trusted may declare any pool: nothing is pruned while one
+        // exists. Untrusted: errors, a misspelt-group FunctionPool, or an empty file that
+        // declared pools on the last read (an editor's truncate-and-rewrite, mid-way).
+        let declared_in: BTreeSet<&Path> = self
+            .pools
+            .values()
+            .map(|p| p.source.file.as_path())
+            .collect();
+        let blocker: Option<&Path> = set
+            .broken_files
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(
+                set.files
+                    .iter()
+                    .filter(|(f, r)| r.may_hide_pools(declared_in.contains(f.as_path())))
+                    .map(|(f, _)| f.as_path()),
+            )
+            .next();
+        let blocked = blocker.is_some();
         let mut pending = BTreeSet::new();
         for (name, old) in std::mem::take(&mut self.pools) {
             if next.contains_key(&name) {
@@ -110,7 +129,19 @@ impl Desired {
                 next.insert(name, old);
                 continue;
             }
-            if self.pending_prune.contains(&name) && !blocked {
+            if let Some(blocker) = blocker {
+                let text = format!(
+                    "{}: pool {name} is no longer declared there, but {} cannot be read cleanly and may declare it; keeping its last valid spec running until it can",
+                    file.display(),
+                    blocker.display()
+                );
+                if self.invalid.get(&name).is_none_or(|t| *t != text) {
+                    tracing::warn!("{text}");
+                }
+                invalid.insert(name.clone(), text);
+                pending.insert(name.clone());
+                next.insert(name, old);
+            } else if self.pending_prune.contains(&name) {
                 // Two reads agree: the pool is gone.
                 changed.insert(name);
             } else {
@@ -118,8 +149,17 @@ impl Desired {
                 next.insert(name, old);
             }
         }
-        for name in invalid.keys().chain(self.invalid.keys()) {
-            changed.insert(name.clone());
+        // Pools whose problem appeared, changed or went away (not every invalid pool on
+        // every read: a rescan with nothing new wakes nothing).
+        for (name, text) in &invalid {
+            if self.invalid.get(name) != Some(text) {
+                changed.insert(name.clone());
+            }
+        }
+        for name in self.invalid.keys() {
+            if !invalid.contains_key(name) {
+                changed.insert(name.clone());
+            }
         }
         self.pools = next;
         self.invalid = invalid;
@@ -136,7 +176,7 @@ impl Desired {
     /// While a broken file blocks pruning, the next read waits for a change to the
     /// directory (or the rescan): reading every debounce would only parse it again.
     pub fn wants_confirming_read(&self) -> bool {
-        (!self.pending_prune.is_empty() && !self.prune_blocked) || self.reads < 2
+        (!self.pending_prune.is_empty() && !self.prune_blocked) || self.reads == 1
     }
 
     /// True when containers of `pool` may be removed because no manifest declares it.

@@ -109,6 +109,15 @@ impl From<usize> for Limits {
     }
 }
 
+/// `now + d`, or a far future (about 30 years) when that would overflow: a valid
+/// manifest may say `pollInterval: 18446744073709551615s`, and the scheduler must not
+/// panic over it.
+fn deadline_after(d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(d.min(FAR)).unwrap_or(now)
+}
+
 /// A reconcile that panicked or was cancelled is retried after this long (the reconcile
 /// itself turns panics into errors with their own backoff; this is the last line).
 const LOST_TASK_RETRY: Duration = Duration::from_secs(1);
@@ -194,7 +203,7 @@ pub async fn run<F, Fut>(
                     enqueue(pool.clone(), &mut queue, &mut queued);
                 }
                 if let Some(after) = action.requeue_after {
-                    arm(&mut timers, pool, Instant::now() + after);
+                    arm(&mut timers, pool, deadline_after(after));
                 }
             }
             msg = rx.rx.recv() => {
@@ -508,5 +517,21 @@ mod tests {
             ["start"],
             "the reconcile was cancelled, not finished"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_requeue_after_an_enormous_delay_does_not_panic_the_scheduler() {
+        let log: Log = Default::default();
+        let (trigger, rx) = channel();
+        trigger.now("web");
+        let stop = tokio::time::sleep(Duration::from_secs(5));
+        run(
+            rx,
+            1,
+            recorder(log.clone(), Duration::ZERO, Action::requeue(Duration::MAX)),
+            stop,
+        )
+        .await;
+        assert_eq!(starts(&log, "web"), 1);
     }
 }

@@ -139,11 +139,13 @@ impl FileReport {
         }
     }
 
-    /// True when this file may hide a pool the operator cannot see, so containers of
-    /// undeclared pools must not be pruned: errors, a misspelt-looking `FunctionPool`, or
-    /// an empty file (perhaps mid-rewrite).
-    pub fn blocks_orphan_prune(&self) -> bool {
-        self.errors > 0 || self.foreign_pools > 0 || self.documents == 0
+    /// True when this file may hide a pool the operator cannot see, so nothing may be
+    /// pruned while it is so: errors, a misspelt-looking `FunctionPool`, or, when it
+    /// `declared_pools` on the last read, no document at all (an editor's
+    /// truncate-and-rewrite seen mid-way). An empty file that never declared a pool
+    /// (a placeholder, a comment) hides nothing.
+    pub fn may_hide_pools(&self, declared_pools: bool) -> bool {
+        self.errors > 0 || self.foreign_pools > 0 || (self.documents == 0 && declared_pools)
     }
 }
 

@@ -193,7 +193,50 @@ fn the_file_report_names_why_dropped_pools_are_kept() {
     let set = crate::manifest::load_str(Path::new("x.yaml"), "", &Default::default());
     let report = &set.files[Path::new("x.yaml")];
     assert_eq!(report.keeps_dropped_pools(), Some("the file is empty"));
-    assert!(report.blocks_orphan_prune());
+    assert!(
+        report.may_hide_pools(true),
+        "a truncated pool file may hide its pools"
+    );
+    assert!(
+        !report.may_hide_pools(false),
+        "an empty placeholder hides nothing"
+    );
+}
+
+#[test]
+fn an_empty_placeholder_file_does_not_block_prunes() {
+    let mut d = Dir::new(&[
+        ("web.yaml", &pool("web", 2)),
+        ("notes.yaml", "# nothing here yet\n"),
+    ]);
+    d.delete("web.yaml");
+    d.read();
+    d.read();
+    assert!(!d.declared("web") && d.desired.may_prune("web"));
+}
+
+#[test]
+fn a_prune_blocked_by_a_broken_file_says_so() {
+    let mut d = Dir::new(&[("web.yaml", &pool("web", 2)), ("api.yaml", &pool("api", 1))]);
+    d.delete("web.yaml");
+    d.write("api.yaml", "spec: [\n");
+    d.read();
+    let why = d.desired.invalid.get("web").expect("reported");
+    assert!(
+        why.contains("api.yaml") && why.contains("web.yaml"),
+        "{why}"
+    );
+    // Nothing new: a further read wakes no pool.
+    assert!(d.read().is_empty());
+}
+
+#[test]
+fn a_missing_directory_is_not_polled_at_the_debounce() {
+    let d = Desired::default();
+    assert!(
+        !d.wants_confirming_read(),
+        "no successful read yet: the rescan interval"
+    );
 }
 
 #[test]
