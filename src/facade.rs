@@ -283,6 +283,7 @@ impl AutoscalingRuntime {
     /// Stops the background tasks (also done on drop). Containers keep running.
     pub fn shutdown(&self) {
         if let Some(tx) = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            self.shared.begin_shutdown();
             let _ = tx.send(());
         }
     }

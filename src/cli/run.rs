@@ -174,6 +174,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         );
         let controller = Controller::new(runtime, config);
         let shared = controller.shared();
+        let stopping = shared.clone();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -189,9 +190,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             gateway_config,
             stopped(stop_rx.clone()),
         ));
-        let signal = async {
+        let signal = async move {
             shutdown_signal().await;
-            tracing::info!("shutting down");
+            stopping.begin_shutdown();
             let _ = stop_tx.send(true);
         };
         tokio::join!(controller.run(stopped(stop_rx.clone())), signal);

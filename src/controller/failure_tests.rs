@@ -158,6 +158,10 @@ async fn shutdown_mid_scale_up_is_bounded_and_starts_no_more_creates() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let t0 = Instant::now();
     let _ = stop.send(());
+    until("shutdown has begun", Duration::from_secs(1), || {
+        shared.is_stopping()
+    })
+    .await;
     // Let the blocked creates through: none may start after shutdown began.
     rt.gate.add_permits(1_000);
     tokio::time::timeout(Duration::from_secs(5), task)

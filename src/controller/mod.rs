@@ -183,6 +183,16 @@ impl<R> Shared<R> {
         self.stopping.load(Ordering::Acquire)
     }
 
+    /// Marks shutdown as begun, at once: from here no reconcile starts a create or a
+    /// removal, whichever worker it runs on. Call it from the signal handler before
+    /// resolving the shutdown future given to [`Controller::run`] (which also calls it,
+    /// but only when the scheduler next looks).
+    pub fn begin_shutdown(&self) {
+        if !self.stopping.swap(true, Ordering::AcqRel) {
+            tracing::info!("shutting down: no new container changes; containers are left running");
+        }
+    }
+
     /// Reads the desired state.
     pub fn desired(&self) -> std::sync::RwLockReadGuard<'_, Desired> {
         self.desired.read().unwrap_or_else(|e| e.into_inner())
@@ -322,8 +332,7 @@ impl<R: Runtime> Controller<R> {
         let stopping = shared.clone();
         let shutdown = async move {
             shutdown.await;
-            stopping.stopping.store(true, Ordering::Release);
-            tracing::info!("shutting down: no new container changes; containers are left running");
+            stopping.begin_shutdown();
         };
         scheduler::run(
             self.rx,
@@ -568,6 +577,20 @@ impl<R: Runtime> Shared<R> {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&id);
+            // The gateway may have reported it unreachable again after the last probe
+            // but before the id left `probing` (its ensure_probe then did nothing): look
+            // again rather than leave it suspect with no probe to clear it.
+            let recheck = shared.store.get(&id).is_some_and(|o| {
+                o.suspect
+                    && o.info.state == crate::runtime::RunState::Running
+                    && !o.draining
+                    && !o.failed
+            });
+            if recheck {
+                if let Some(spec) = shared.desired().pools.get(&pool).map(|p| p.spec.clone()) {
+                    shared.ensure_probe(&id, &pool, &spec);
+                }
+            }
         });
     }
 }

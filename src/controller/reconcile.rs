@@ -57,7 +57,7 @@ impl<'a, R> Running<'a, R> {
 
 impl<R> Drop for Running<'_, R> {
     fn drop(&mut self) {
-        // A pruned pool's state is gone: do not bring it back.
+        // A pool pruned during this reconcile has no state left: none is made here.
         let mut pools = self.shared.pools.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = pools.get_mut(self.pool) {
             s.reconciling = false;
@@ -70,11 +70,11 @@ impl<R> Drop for Running<'_, R> {
 pub(crate) async fn reconcile<R: Runtime>(shared: &Arc<Shared<R>>, pool: &str) -> Action {
     let started = Instant::now();
     let result = {
-        let _running = Running::enter(shared, pool);
-        match AssertUnwindSafe(reconcile_inner(shared, pool))
-            .catch_unwind()
-            .await
-        {
+        let inner = async {
+            let _running = Running::enter(shared, pool);
+            reconcile_inner(shared, pool).await
+        };
+        match AssertUnwindSafe(inner).catch_unwind().await {
             Ok(r) => r.map_err(Failure::from),
             Err(panic) => {
                 let msg = panic
@@ -352,13 +352,18 @@ async fn reconcile_inner<R: Runtime>(
     // those whose removal failed (still running) included.
     let present = shared
         .store
-        .views(pool)
+        .pool(pool)
         .iter()
-        .filter(|v| matches!(v.phase, Phase::Starting | Phase::Ready | Phase::Draining))
+        .filter(|o| {
+            !matches!(
+                o.info.state,
+                crate::runtime::RunState::Exited | crate::runtime::RunState::Dead
+            )
+        })
         .count();
     let room = spec.scaling.max.saturating_add(1).saturating_sub(present);
     debug_assert!(
-        plan.create <= room || first_error.is_some(),
+        plan.create <= room || first_error.is_some() || shared.is_stopping(),
         "pool {pool}: plan creates {} with {present} present and max {}",
         plan.create,
         spec.scaling.max
@@ -404,7 +409,9 @@ async fn prepare<R: Runtime>(
     pool: &str,
     spec: &EffectiveSpec,
 ) -> Result<(), RuntimeError> {
-    if shared.pool_state(pool, |s| s.prepared.as_deref() == Some(&spec.spec_hash)) {
+    if shared.is_stopping()
+        || shared.pool_state(pool, |s| s.prepared.as_deref() == Some(&spec.spec_hash))
+    {
         return Ok(());
     }
     if let Some(net) = &spec.template.network {
@@ -520,6 +527,10 @@ fn finish<R: Runtime>(
         })
         .count();
     shared.pool_state(pool, |s| {
+        // This pass succeeded: an earlier pass's error is history, not a condition.
+        s.errors = 0;
+        s.status.consecutive_errors = 0;
+        s.status.last_error = None;
         let target = s.replicas.unwrap_or(spec.scaling.min);
         let converged = ready == target && starting == 0 && outdated == 0;
         if converged && s.failures > 0 {

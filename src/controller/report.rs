@@ -31,6 +31,10 @@ pub struct PoolSummary {
     pub starting_containers: usize,
     /// The replica count the scaler wants.
     pub desired_containers: usize,
+    /// Why the pool's manifest is invalid (its last valid spec keeps running), when it
+    /// is: a broken edit shows here, in `invok get` and in the log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_error: Option<String>,
 }
 
 /// The seed's `get_status()` / `GET /status` document.
@@ -135,6 +139,7 @@ impl<R> Shared<R> {
                 .pool_status(pool)
                 .map(|p| p.desired_replicas)
                 .unwrap_or(0),
+            manifest_error: self.desired().invalid.get(pool).cloned(),
         };
         for o in &containers {
             match o.phase() {

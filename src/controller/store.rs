@@ -232,7 +232,12 @@ impl ObservedStore {
     pub fn upsert(&self, info: ContainerInfo) {
         let mut inner = self.write();
         match inner.containers.get_mut(&info.id) {
-            Some(o) => o.info = info,
+            Some(o) => {
+                o.info = info;
+                if o.failed_at.is_none() && o.phase() == Phase::Failed {
+                    o.failed_at = Some(Instant::now());
+                }
+            }
             None => {
                 inner
                     .containers

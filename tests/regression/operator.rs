@@ -178,6 +178,12 @@ fn a_one_character_typo_in_a_running_pools_file_keeps_its_containers() {
         );
         let status = op.pool_status("web");
         assert_eq!(status["container_count"], 2, "`{typo}`: /status: {status}");
+        assert!(
+            status["manifest_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("web.yaml")),
+            "`{typo}`: /status does not show the pool invalid: {status}"
+        );
         let mut get = String::new();
         eventually(
             T,
