@@ -176,3 +176,59 @@ async fn shutdown_mid_scale_up_is_bounded_and_starts_no_more_creates() {
         super::reconcile::CREATE_PARALLELISM
     );
 }
+
+fn ready_ids(shared: &Shared<Faulty>) -> Vec<String> {
+    shared
+        .store
+        .views("web")
+        .into_iter()
+        .filter(|v| v.phase == crate::scaler::Phase::Ready)
+        .map(|v| v.id)
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_ready_container_leaves_routing_only_after_consecutive_failed_probes() {
+    let rt = faulty(0, 1_000);
+    let (shared, stop, task) = start(rt.clone());
+    declare(&shared, 1);
+    until("1 ready", Duration::from_secs(10), || {
+        ready_ids(&shared).len() == 1
+    })
+    .await;
+    let id = ready_ids(&shared)[0].clone();
+
+    // Two failures, then it answers: never out of routing, never replaced.
+    rt.inner.fail_probes(&id, PROBE_FAILURE_THRESHOLD - 1);
+    shared.report_unreachable(&id);
+    assert!(
+        shared.store.get(&id).unwrap().suspect,
+        "routed to last while checked"
+    );
+    for _ in 0..50 {
+        assert!(
+            shared.store.get(&id).unwrap().ready_at.is_some(),
+            "unready after 2 failures"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let o = shared.store.get(&id).unwrap();
+    assert!(!o.suspect && o.ready_at.is_some(), "{o:?}");
+
+    // Three failures in a row: out of routing, then back as soon as it answers.
+    rt.inner.fail_probes(&id, PROBE_FAILURE_THRESHOLD);
+    shared.report_unreachable(&id);
+    until("unready", Duration::from_secs(10), || {
+        shared.store.get(&id).is_some_and(|o| o.ready_at.is_none())
+    })
+    .await;
+    until("ready again", Duration::from_secs(10), || {
+        ready_ids(&shared) == [id.clone()]
+    })
+    .await;
+    let status = shared.pool_status("web").unwrap();
+    assert_eq!(status.recent_failures, 0, "an unanswered check is no crash");
+    assert_eq!(rt.inner.snapshot().len(), 1, "nothing was replaced");
+    let _ = stop.send(());
+    task.await.unwrap();
+}

@@ -480,6 +480,12 @@ pub fn backoff(n: u32, base: Duration, cap: Duration) -> Duration {
 /// Consecutive failed probes that take a ready container out of routing (Kubernetes'
 /// `failureThreshold` default): one lost connection is no reason to stop routing to it.
 pub const PROBE_FAILURE_THRESHOLD: u32 = 3;
+/// Between probes of a container that has served (a check after the gateway could not
+/// reach it, or waiting for it to answer again): [`PROBE_FAILURE_THRESHOLD`] failures
+/// then span about two seconds, so a function that restarts within that time (a process
+/// supervisor's restart, a brief pause) never leaves routing. Containers still starting
+/// are probed much faster: their first answer is what a cold start waits for.
+pub const SERVED_PROBE_PERIOD: Duration = Duration::from_secs(1);
 
 impl<R: Runtime> Shared<R> {
     /// The gateway could not reach a container: probe it. Meanwhile it gets requests
@@ -569,8 +575,12 @@ impl<R: Runtime> Shared<R> {
                         break;
                     }
                 }
-                tokio::time::sleep(pause).await;
-                pause = pause.saturating_mul(2).min(Duration::from_millis(250));
+                if o.served_since.is_some() {
+                    tokio::time::sleep(SERVED_PROBE_PERIOD).await;
+                } else {
+                    tokio::time::sleep(pause).await;
+                    pause = pause.saturating_mul(2).min(Duration::from_millis(250));
+                }
             }
             shared
                 .probing

@@ -846,4 +846,63 @@ mod tests {
         assert!(s.mark_ready("a"));
         assert_eq!(pick_released(&s, None).as_deref(), Some("a"));
     }
+
+    #[test]
+    fn the_store_is_synced_only_once_a_list_is_applied() {
+        let s = ObservedStore::new();
+        assert!(!s.is_synced());
+        s.apply_list(
+            vec![info("web", "a", RunState::Running, Some(40001))],
+            Instant::now(),
+        );
+        assert!(s.is_synced());
+        assert_eq!(s.len(), 1, "synced means the list is in");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crash_is_a_container_that_never_served_or_died_soon_after() {
+        let stable = Duration::from_secs(10);
+        let s = store(vec![
+            info("web", "never", RunState::Running, Some(40001)),
+            info("web", "soon", RunState::Running, Some(40002)),
+            info("web", "served", RunState::Running, Some(40003)),
+        ]);
+        assert!(s.mark_ready("soon"));
+        assert!(s.mark_ready("served"));
+        tokio::time::advance(Duration::from_secs(3)).await;
+        s.mark_failed("never");
+        s.mark_failed("soon");
+        tokio::time::advance(Duration::from_secs(20)).await;
+        s.apply_list(
+            vec![
+                info("web", "never", RunState::Exited, Some(40001)),
+                info("web", "soon", RunState::Exited, Some(40002)),
+                info("web", "served", RunState::Exited, Some(40003)),
+            ],
+            Instant::now(),
+        );
+        // Judged by when it failed, not by when the reconcile looks.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(s.get("never").unwrap().is_crash(stable));
+        assert!(
+            s.get("soon").unwrap().is_crash(stable),
+            "died 3 s after ready"
+        );
+        assert!(
+            !s.get("served").unwrap().is_crash(stable),
+            "served 23 s, then killed"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_container_created_but_never_started_is_failed_after_a_while() {
+        let s = store(vec![info("web", "c", RunState::Created, None)]);
+        assert_eq!(s.get("c").unwrap().phase(), Phase::Starting);
+        tokio::time::advance(NEVER_STARTED).await;
+        s.apply_list(
+            vec![info("web", "c", RunState::Created, None)],
+            Instant::now(),
+        );
+        assert_eq!(s.get("c").unwrap().phase(), Phase::Failed);
+    }
 }
