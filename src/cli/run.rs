@@ -78,6 +78,12 @@ pub struct Args {
     /// How often containers are relisted even without Docker events.
     #[arg(long, env = "INVOK_RELIST_INTERVAL", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     relist_interval: std::time::Duration,
+    /// Quiet time after the last file change before the directory is re-read. A pool
+    /// whose manifest is gone is pruned only when a second read, at least this much
+    /// later, agrees: raise it when changes land slowly (a large `git pull`, a network
+    /// file system).
+    #[arg(long, env = "INVOK_DEBOUNCE", default_value = "150ms", value_parser = parse_duration, value_name = "DURATION")]
+    debounce: std::time::Duration,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -164,6 +170,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let mut config = Config::new(&args.manifests, &args.instance);
         config.defaults = defaults;
         config.rescan_interval = args.rescan_interval;
+        config.debounce = args.debounce;
         config.relist_interval = args.relist_interval;
         tracing::info!(
             instance = %args.instance,

@@ -262,6 +262,40 @@ fn a_pool_moved_to_another_file_in_one_change_is_not_restarted() {
     assert_eq!(containers(&op.instance, None).len(), 2);
 }
 
+/// The dangerous order of a move, as `git pull` applies it: the old file is deleted
+/// first, and a directory read lands before the new file is written, so that read sees
+/// the pool declared nowhere. Must hold: the pool is not pruned on that read (a prune
+/// needs a second read one `--debounce` later to agree), so the same containers run.
+#[test]
+fn a_pool_deleted_from_one_file_and_written_to_another_after_a_read_is_not_restarted() {
+    let yaml = pool_yaml("web", 2, 2, "");
+    let op = Operator::start_with(
+        "rg-move-late",
+        &[("a.yaml", yaml.clone())],
+        &["--debounce", "3s"],
+    );
+    op.wait_converged("web", 2, T);
+    let before = running_ids(&op, "web");
+    let reads = op.counter("manifestReads");
+    std::fs::remove_file(op.dir.join("a.yaml")).unwrap();
+    eventually(T, "a read that sees web declared nowhere", || {
+        op.counter("manifestReads") > reads
+    });
+    std::fs::write(op.dir.join("b.yaml"), &yaml).unwrap();
+    eventually(T, "web is declared in b.yaml", || {
+        op.pool_json("web")["source"]
+            .as_str()
+            .is_some_and(|s| s.contains("b.yaml"))
+    });
+    op.wait_manifest_reads(2);
+    wait_reconciles_or_change(&op, "web", 2, &before);
+    assert_eq!(
+        running_ids(&op, "web"),
+        before,
+        "a read between the delete and the write restarted web"
+    );
+}
+
 /// A user saved a pool's file with an editor that writes in place: the file is truncated,
 /// then the new content written. A directory read that lands in between sees an empty
 /// file, which parses cleanly and declares nothing, and the pool was pruned. Must hold:
