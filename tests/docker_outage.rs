@@ -216,7 +216,10 @@ fn after_a_dockerd_restart_killed_containers_are_replaced_at_once_without_backof
 
     // Containers that served this long are no crash when they die (the operator counts
     // 10 s).
-    std::thread::sleep(Duration::from_secs(12).saturating_sub(served_from.elapsed()));
+    std::thread::sleep(
+        (invok::controller::STABLE_RUN + Duration::from_secs(2))
+            .saturating_sub(served_from.elapsed()),
+    );
     let log_from = op.logs().len();
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -7,6 +7,14 @@
 
 mod support;
 
+/// Tests that measure CPU, and tests that load the host with many containers, hold this
+/// lock, so that on a 2-core machine a measurement never runs beside a load (the tests
+/// of one binary run in parallel).
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[path = "regression/facade.rs"]
 mod facade;
 #[path = "regression/operator.rs"]

@@ -477,6 +477,10 @@ pub fn backoff(n: u32, base: Duration, cap: Duration) -> Duration {
     base.saturating_mul(factor).min(cap)
 }
 
+/// A container that was ready at least this long before it died did not crash: it is
+/// replaced at once and does not count towards CrashLoopBackOff.
+pub const STABLE_RUN: Duration = Duration::from_secs(10);
+
 /// Consecutive failed probes that take a ready container out of routing (Kubernetes'
 /// `failureThreshold` default): one lost connection is no reason to stop routing to it.
 pub const PROBE_FAILURE_THRESHOLD: u32 = 3;

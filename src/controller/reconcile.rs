@@ -15,7 +15,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::status::{unix_now, ScaleEvent};
-use super::{backoff, Action, Shared};
+use super::{backoff, Action, Shared, STABLE_RUN};
 use crate::api::EffectiveSpec;
 use crate::runtime::{CreateRequest, Runtime, RuntimeError};
 use crate::scaler::{self, Phase, PoolFacts, Reason, RemoveReason};
@@ -25,9 +25,6 @@ pub(crate) const CREATE_PARALLELISM: usize = 4;
 /// A pool that has run converged this long since its last container failure leaves
 /// CrashLoopBackOff (Kubernetes resets a container's backoff after 10 minutes of running).
 const CLEAN_RUN_RESETS_FAILURES: Duration = Duration::from_secs(600);
-/// A container that was ready at least this long before it died did not crash: it is
-/// replaced at once and does not count towards CrashLoopBackOff.
-pub(crate) const STABLE_RUN: Duration = Duration::from_secs(10);
 
 /// Why a reconcile failed.
 #[derive(Debug, thiserror::Error)]

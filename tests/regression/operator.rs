@@ -16,7 +16,9 @@ const T: Duration = Duration::from_secs(30);
 /// How long a container serves before its death is no longer a crash (the operator's
 /// "ran ready for a while"; it uses 10 s): the tests that kill ready containers from
 /// outside let them serve this long first.
-const READY_FOR_A_WHILE: Duration = Duration::from_secs(12);
+/// Longer than the operator's `STABLE_RUN`: a container killed after this has served.
+const READY_FOR_A_WHILE: Duration =
+    invok::controller::STABLE_RUN.saturating_add(Duration::from_secs(2));
 
 /// A pool of the demo image with extra lines in its `scaling:` block (which
 /// [`pool_yaml`] ends with).
@@ -344,6 +346,7 @@ fn a_file_truncated_and_rewritten_by_an_editor_is_not_a_deletion() {
 /// in flight get 500 ms to land), and the containers that were running stay running.
 #[test]
 fn sigterm_while_containers_are_being_created_ends_within_5s_and_creates_no_more() {
+    let _alone = super::exclusive();
     let mut op = Operator::start("rg-term", &[]);
     eventually(T, "/readyz answers 200", || op.readyz().0 == 200);
     op.write("web.yaml", &pool_yaml("web", 20, 20, ""));
@@ -483,6 +486,7 @@ fn survived(op: &Operator, ready: &BTreeMap<String, String>, round: &str) {
 /// the same, never restarted, after it.
 #[test]
 fn repeated_kill_9_and_restart_never_duplicates_nor_restarts_ready_containers() {
+    let _alone = super::exclusive();
     const N: usize = 5;
     let yaml = pool_yaml("web", N as u32, N as u32, "");
     let mut op = Operator::start("rg-kill9", &[("web.yaml", yaml)]);
