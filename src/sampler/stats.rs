@@ -67,7 +67,13 @@ struct Entry {
     generation: u64,
     task: AbortHandle,
     latest: Option<StatsSample>,
+    /// When `latest` arrived: a stream that ended or stalls must not have its last
+    /// figure (perhaps "overloaded") republished on every tick.
+    received: Option<tokio::time::Instant>,
 }
+
+/// A message older than this is no sample any more (the daemon sends one a second).
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
 
 type Entries = Arc<Mutex<HashMap<String, Entry>>>;
 
@@ -126,13 +132,17 @@ impl StatsSampler {
             generation,
         ))
         .abort_handle();
-        let latest = entries.get(id).and_then(|e| e.latest);
+        let (latest, received) = entries
+            .get(id)
+            .map(|e| (e.latest, e.received))
+            .unwrap_or_default();
         entries.insert(
             id.to_string(),
             Entry {
                 generation,
                 task,
                 latest,
+                received,
             },
         );
     }
@@ -160,11 +170,15 @@ impl StatsSampler {
         lock(&self.entries).contains_key(id)
     }
 
-    /// The latest message streamed for the container `id`. `None` when it is not tracked
+    /// The latest message streamed for the container `id`. `None` when it is not tracked,
+    /// when the last message is older than [`STALE_AFTER`] (the stream ended or stalls),
     /// or no message has arrived yet (the first one comes within about a second, and
     /// carries a CPU figure from the second on).
     pub fn latest(&self, id: &str) -> Option<StatsSample> {
-        lock(&self.entries).get(id).and_then(|e| e.latest)
+        lock(&self.entries)
+            .get(id)
+            .filter(|e| e.received.is_some_and(|t| t.elapsed() < STALE_AFTER))
+            .and_then(|e| e.latest)
     }
 
     /// The usage of the latest message of the container `id` (see
@@ -204,6 +218,7 @@ async fn follow(docker: Docker, entries: Entries, id: String, generation: u64) {
             Some(entry) if entry.generation == generation => {
                 if sample.is_some() {
                     entry.latest = sample;
+                    entry.received = Some(tokio::time::Instant::now());
                 }
             }
             // Untracked, or replaced by a newer task.
@@ -477,6 +492,29 @@ mod tests {
         sampler.untrack("b");
         assert!(!sampler.is_tracked("b"));
         assert_eq!(sampler.latest("b"), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_older_than_the_stale_limit_is_no_sample() {
+        let (_dir, docker) = dead_docker();
+        let sampler = StatsSampler::new(docker);
+        sampler.track("a");
+        let sample = StatsSample {
+            cpu_cores: Some(0.9),
+            rss: 1,
+            cpu_ns: 1,
+        };
+        {
+            let mut entries = lock(&sampler.entries);
+            let e = entries.get_mut("a").unwrap();
+            e.latest = Some(sample);
+            e.received = Some(tokio::time::Instant::now());
+        }
+        assert_eq!(sampler.latest("a"), Some(sample));
+        // The stream ended (a dockerd restart): its last figure is not republished.
+        tokio::time::advance(STALE_AFTER).await;
+        assert_eq!(sampler.latest("a"), None);
+        assert_eq!(sampler.usage("a", 1.0), None);
     }
 
     #[tokio::test]
