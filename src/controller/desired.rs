@@ -43,9 +43,16 @@ pub struct Desired {
     pub invalid: BTreeMap<String, String>,
     /// The directory has been read successfully at least once.
     pub synced: bool,
-    /// Some file may hide pools (unparseable, a misspelt group, empty): containers of
-    /// undeclared pools must not be pruned.
+    /// Some file may hide pools this operator has not seen (it has errors, a misspelt
+    /// group, or no document at all: after a restart an empty file may be one caught
+    /// mid-rewrite): containers of pools never declared here (orphans) are not pruned.
     pub prune_blocked: bool,
+    /// Some file may hide a pool this operator knew (errors, a misspelt group, or emptied
+    /// after it declared pools): no pool is pruned, not even one seen deleted.
+    pub deletion_blocked: bool,
+    /// Pools this operator saw deleted (two reads agreed, nothing blocked): their
+    /// containers may go even while an empty placeholder file holds orphan prunes up.
+    pub released: BTreeSet<String>,
     /// The errors of the last read.
     pub errors: Vec<String>,
     /// Pools the last read found gone: pruned if the next read agrees.
@@ -143,6 +150,7 @@ impl Desired {
                 next.insert(name, old);
             } else if self.pending_prune.contains(&name) {
                 // Two reads agree: the pool is gone.
+                self.released.insert(name.clone());
                 changed.insert(name);
             } else {
                 pending.insert(name.clone());
@@ -164,7 +172,9 @@ impl Desired {
         self.pools = next;
         self.invalid = invalid;
         self.pending_prune = pending;
-        self.prune_blocked = blocked;
+        self.deletion_blocked = blocked;
+        self.prune_blocked = blocked || set.files.values().any(|f| f.documents == 0);
+        self.released.retain(|name| !self.pools.contains_key(name));
         self.errors = set.errors.iter().map(|e| e.to_string()).collect();
         self.synced = true;
         self.reads = self.reads.saturating_add(1);
@@ -176,14 +186,19 @@ impl Desired {
     /// While a broken file blocks pruning, the next read waits for a change to the
     /// directory (or the rescan): reading every debounce would only parse it again.
     pub fn wants_confirming_read(&self) -> bool {
-        (!self.pending_prune.is_empty() && !self.prune_blocked) || self.reads == 1
+        (!self.pending_prune.is_empty() && !self.deletion_blocked) || self.reads == 1
     }
 
     /// True when containers of `pool` may be removed because no manifest declares it.
     pub fn may_prune(&self, pool: &str) -> bool {
+        let blocked = if self.released.contains(pool) {
+            self.deletion_blocked
+        } else {
+            self.prune_blocked
+        };
         self.synced
             && self.reads >= 2
-            && !self.prune_blocked
+            && !blocked
             && !self.pools.contains_key(pool)
             && !self.invalid.contains_key(pool)
     }

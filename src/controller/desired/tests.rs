@@ -259,3 +259,21 @@ fn a_deleted_pool_is_not_pruned_while_another_file_is_broken() {
     d.read();
     assert!(!d.declared("web") && d.desired.may_prune("web"));
 }
+
+#[test]
+fn after_a_restart_an_empty_file_holds_orphan_prunes_up() {
+    // A new operator cannot tell an empty file from one caught mid-rewrite that declared
+    // the pool whose containers it finds.
+    let mut d = Dir::new(&[("web.yaml", ""), ("api.yaml", &pool("api", 1))]);
+    d.read();
+    assert!(
+        !d.desired.may_prune("web"),
+        "an orphan pruned beside an empty file"
+    );
+    d.write("web.yaml", "# still nothing\n");
+    d.read();
+    assert!(!d.desired.may_prune("web"));
+    d.delete("web.yaml");
+    d.read();
+    assert!(d.desired.may_prune("web"));
+}
