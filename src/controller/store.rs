@@ -30,6 +30,9 @@ const NEVER_STARTED: Duration = Duration::from_secs(10);
 pub struct Observed {
     /// What Docker listed.
     pub info: ContainerInfo,
+    /// As of when `info` is true (when the list it came from was taken, or when this
+    /// operator created the container): a list taken earlier never overwrites it.
+    pub info_at: Instant,
     /// When this operator first saw it.
     pub first_seen: Instant,
     /// When its probe passed, while it is in routing (cleared when it stops answering).
@@ -186,7 +189,11 @@ impl ObservedStore {
                 continue;
             }
             match inner.containers.get_mut(&info.id) {
+                // The store knows something newer than this list (a create that returned,
+                // a later list): a list that arrives late must not bring the past back.
+                Some(o) if o.info_at > listed_at => {}
                 Some(o) => {
+                    o.info_at = listed_at;
                     if o.info.state != info.state {
                         changed.insert(info.pool.clone());
                     }
@@ -200,7 +207,9 @@ impl ObservedStore {
                 }
                 None => {
                     changed.insert(info.pool.clone());
-                    inner.containers.insert(info.id.clone(), fresh(info, now));
+                    let mut o = fresh(info, now);
+                    o.info_at = listed_at;
+                    inner.containers.insert(o.info.id.clone(), o);
                 }
             }
         }
@@ -234,6 +243,7 @@ impl ObservedStore {
         match inner.containers.get_mut(&info.id) {
             Some(o) => {
                 o.info = info;
+                o.info_at = Instant::now();
                 if o.failed_at.is_none() && o.phase() == Phase::Failed {
                     o.failed_at = Some(Instant::now());
                 }
@@ -467,6 +477,7 @@ fn route_key(o: &Observed) -> (bool, bool, usize, f64) {
 fn fresh(info: ContainerInfo, now: Instant) -> Observed {
     Observed {
         info,
+        info_at: now,
         first_seen: now,
         ready_at: None,
         served_since: None,
@@ -904,5 +915,29 @@ mod tests {
             Instant::now(),
         );
         assert_eq!(s.get("c").unwrap().phase(), Phase::Failed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_list_that_arrives_late_never_brings_an_older_state_back() {
+        let s = ObservedStore::new();
+        let listed_at = Instant::now();
+        tokio::time::advance(Duration::from_millis(50)).await;
+        // The create returned (running, with its port) after the list was taken...
+        s.insert_created(info("web", "a", RunState::Running, Some(40001)));
+        assert!(s.mark_ready("a"));
+        // ...and the list, which saw it still `created` without a port, lands now.
+        s.apply_list(vec![info("web", "a", RunState::Created, None)], listed_at);
+        let o = s.get("a").unwrap();
+        assert_eq!(
+            (o.info.state, o.info.host_port),
+            (RunState::Running, Some(40001))
+        );
+        assert_eq!(o.phase(), Phase::Ready);
+        // A list taken later is news.
+        s.apply_list(
+            vec![info("web", "a", RunState::Exited, Some(40001))],
+            Instant::now(),
+        );
+        assert_eq!(s.get("a").unwrap().phase(), Phase::Failed);
     }
 }

@@ -485,6 +485,9 @@ fn read_text(
 /// Records an error, and the first error of its pool when the document names one.
 fn reject(set: &mut ManifestSet, pool: Option<&str>, e: ManifestError) {
     if let Some(pool) = pool {
+        // A pool with any invalid document is invalid, whichever document came first:
+        // the outcome must not depend on the order of file names.
+        set.pools.remove(pool);
         set.invalid_pools
             .entry(pool.to_string())
             .or_insert_with(|| e.clone());

@@ -308,3 +308,17 @@ proptest! {
         let _ = load(&String::from_utf8_lossy(&text));
     }
 }
+
+#[test]
+fn a_pool_with_a_valid_and_an_invalid_document_is_invalid_in_either_order() {
+    let valid = "apiVersion: invok.dev/v1alpha1\nkind: FunctionPool\nmetadata:\n  name: web\nspec:\n  image: x\n";
+    let invalid = "apiVersion: invok.dev/v1alpha1\nkind: FunctionPool\nmetadata:\n  name: web\nspec:\n  image: x\n  scaling:\n    minContainers: 5\n    maxContainers: 1\n";
+    for text in [
+        format!("{valid}---\n{invalid}"),
+        format!("{invalid}---\n{valid}"),
+    ] {
+        let set = load_str(Path::new("web.yaml"), &text, &Default::default());
+        assert!(!set.pools.contains_key("web"), "{text}");
+        assert!(set.invalid_pools.contains_key("web"), "{text}");
+    }
+}

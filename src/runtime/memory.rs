@@ -1314,7 +1314,7 @@ mod tests {
             .await
             .unwrap();
         let listed: Vec<String> = rt.list().await.unwrap().into_iter().map(|c| c.id).collect();
-        assert_eq!(listed, [ours.id.clone()]);
+        assert_eq!(listed, std::slice::from_ref(&ours.id));
         assert!(rt.touches().is_empty());
         assert!(rt.remove(&theirs, Duration::ZERO).await.is_err());
         assert!(rt.read_usage(&plain).is_none());
