@@ -431,6 +431,15 @@ impl Dir {
         })
     }
 
+    /// True when some file holds no document at all. After a restart the operator cannot
+    /// tell such a file from one caught mid-rewrite that declared a pool, so it keeps the
+    /// containers of pools it never saw declared (orphans) while one exists.
+    pub fn has_empty_file(&self) -> bool {
+        self.files
+            .values()
+            .any(|f| f.raw.is_none() && f.docs.is_empty())
+    }
+
     /// The file a pool is declared in, or was last.
     pub fn file_of(&self, pool: &str) -> &'static str {
         self.locate(pool)
