@@ -124,7 +124,14 @@ impl Desired {
                 continue;
             }
             let file = &old.source.file;
-            if let Some(why) = set.files.get(file).and_then(|f| f.keeps_dropped_pools()) {
+            // A file seen deleted that comes back holding only other resources was
+            // replaced, not caught mid-edit: the deletion stands.
+            let replaced = self.pending_prune.contains(&name)
+                && set.files.get(file).is_some_and(|f| {
+                    f.errors == 0 && f.foreign_pools == 0 && f.documents > 0 && f.pools.is_empty()
+                });
+            let keep_why = set.files.get(file).and_then(|f| f.keeps_dropped_pools());
+            if let Some(why) = keep_why.filter(|_| !replaced) {
                 let text = format!(
                     "{}: pool {name} is no longer declared there and {why}; keeping its last valid spec running (fix the file, or remove the pool's document from a file that parses cleanly, or delete the file, to remove it)",
                     file.display()

@@ -277,3 +277,17 @@ fn after_a_restart_an_empty_file_holds_orphan_prunes_up() {
     d.read();
     assert!(d.desired.may_prune("web"));
 }
+
+#[test]
+fn a_deleted_file_replaced_by_other_resources_prunes_its_pool() {
+    let mut d = Dir::new(&[("web.yaml", &pool("web", 2)), ("api.yaml", &pool("api", 1))]);
+    d.delete("web.yaml");
+    d.read();
+    assert!(d.declared("web"), "pruned on the first read");
+    d.write(
+        "web.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n",
+    );
+    d.read();
+    assert!(!d.declared("web") && d.desired.may_prune("web"));
+}
