@@ -189,9 +189,10 @@ impl ObservedStore {
                 continue;
             }
             match inner.containers.get_mut(&info.id) {
-                // The store knows something newer than this list (a create that returned,
-                // a later list): a list that arrives late must not bring the past back.
-                Some(o) if o.info_at > listed_at => {}
+                // The store knows something as new as this list or newer (a create that
+                // returned, a later list): a list that arrives late must not bring the past
+                // back. On a tie the store's own record wins; the next list settles it.
+                Some(o) if o.info_at >= listed_at => {}
                 Some(o) => {
                     o.info_at = listed_at;
                     if o.info.state != info.state {
@@ -934,6 +935,7 @@ mod tests {
         );
         assert_eq!(o.phase(), Phase::Ready);
         // A list taken later is news.
+        tokio::time::advance(Duration::from_millis(1)).await;
         s.apply_list(
             vec![info("web", "a", RunState::Exited, Some(40001))],
             Instant::now(),
