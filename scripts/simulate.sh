@@ -26,7 +26,7 @@ INVOK_SIM_SEEDS="$seeds" INVOK_SIM_BASE="$first" \
     cargo test ${profile[@]+"${profile[@]}"} --quiet --test simulation -- --exact simulation --nocapture \
     || status=$?
 end=$(date +%s.%N)
-echo "simulate: $(echo "$end - $start" | bc) s in all, build included; exit $status"
+echo "simulate: $(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }') s in all, build included; exit $status"
 if [ "$status" -ne 0 ]; then
     echo "simulate: a reproduction above replays a failing seed (add --release to cargo test for speed)" >&2
 fi
