@@ -25,7 +25,8 @@
 //!   [`runtime::Runtime`] trait.
 //! - [`scaler`]: the decisions, pure functions of (spec, observed containers, clock).
 //! - [`sampler`]: CPU and RSS of every container, from cgroup files (stats API fallback).
-//! - [`controller`]: the stores, the scheduler, `reconcile`, backoff and status.
+//! - [`controller`]: the desired state and its prune rules, the observed store, the
+//!   scheduler, `reconcile`, backoff and status.
 //! - [`probe`]: readiness probes.
 //! - [`gateway`], [`admin`], [`metrics`]: the HTTP surfaces.
 //! - [`export`]: the same pools as Kubernetes objects.
