@@ -232,35 +232,7 @@ fn after_a_dockerd_restart_killed_containers_are_replaced_at_once_without_backof
         let killed = Instant::now();
         docker(&["kill", &victim]).unwrap();
         gone.push(victim);
-        let mut backoff: Vec<String> = Vec::new();
-        eventually(
-            T,
-            &format!("kill {round}: the pool has 4 ready containers again"),
-            || {
-                let r = op.pool_json("web");
-                let reasons = r["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|c| c["status"] == "True")
-                    .chain(
-                        r["events"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter(|e| e["time"].as_u64().is_some_and(|t| t >= since)),
-                    )
-                    .filter_map(|c| c["reason"].as_str());
-                for reason in reasons {
-                    if reason.contains("BackOff") && !backoff.iter().any(|b| b == reason) {
-                        backoff.push(reason.to_string());
-                    }
-                }
-                let now = running(&op.instance, "web");
-                now.len() == 4 && now.iter().all(|c| !gone.contains(&c.id)) && op.ready("web") == 4
-            },
-        );
-        let took = killed.elapsed();
+        let (took, backoff) = op.wait_replaced("web", 4, &gone, killed, since);
         eprintln!("kill {round} after the dockerd restart: replaced in {took:?}");
         assert!(
             backoff.is_empty(),

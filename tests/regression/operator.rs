@@ -44,30 +44,6 @@ fn wait_reconciles_or_change(op: &Operator, pool: &str, n: u64, before: &[String
     });
 }
 
-/// Waits until `pool` has `n` ready containers, none of them in `gone`; returns how long
-/// that took from `since`, and whether a `True` condition or a recent event of the pool
-/// said CrashLoopBackOff meanwhile.
-fn wait_replaced(
-    op: &Operator,
-    pool: &str,
-    n: usize,
-    gone: &[String],
-    since: Instant,
-) -> (Duration, Vec<String>) {
-    let mut backoff_seen = Vec::new();
-    eventually(T, &format!("{pool} has {n} ready containers again"), || {
-        let (conditions, events) = op.condition_and_event_reasons(pool);
-        for r in conditions.iter().chain(&events) {
-            if r.contains("BackOff") && !backoff_seen.contains(r) {
-                backoff_seen.push(r.clone());
-            }
-        }
-        let now = running(&op.instance, pool);
-        now.len() == n && now.iter().all(|c| !gone.contains(&c.id)) && op.ready(pool) == n as u64
-    });
-    (since.elapsed(), backoff_seen)
-}
-
 /// A user lowered a pool from `minContainers: 2` to `minContainers: 0, maxContainers: 1`
 /// while its two containers had been idle past the cooldown. The scaler's scale-down loop
 /// computed `replicas - victims - 1`, which underflowed once the idle candidates
@@ -248,17 +224,12 @@ fn a_pool_moved_to_another_file_in_one_change_is_not_restarted() {
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::write(&target, &yaml).unwrap();
         std::fs::remove_file(op.dir.join(from)).unwrap();
-        eventually(T, &format!("web is declared in {to}"), || {
-            op.pool_json("web")["source"]
-                .as_str()
-                .is_some_and(|s| s.contains(to))
-        });
-        op.wait_manifest_reads(3);
-        wait_reconciles_or_change(&op, "web", 2, &before);
-        assert_eq!(
-            running_ids(&op, "web"),
-            before,
-            "moving web from {from} to {to} restarted it"
+        assert_declared_in_without_restart(
+            &op,
+            to,
+            3,
+            &before,
+            &format!("moving web from {from} to {to} restarted it"),
         );
     }
     assert_eq!(containers(&op.instance, None).len(), 2);
@@ -284,18 +255,32 @@ fn a_pool_deleted_from_one_file_and_written_to_another_after_a_read_is_not_resta
         op.counter("manifestReads") > reads
     });
     std::fs::write(op.dir.join("b.yaml"), &yaml).unwrap();
-    eventually(T, "web is declared in b.yaml", || {
+    assert_declared_in_without_restart(
+        &op,
+        "b.yaml",
+        2,
+        &before,
+        "a read between the delete and the write restarted web",
+    );
+}
+
+/// Waits until pool `web` is declared in `file` and the directory has been read `reads`
+/// more times, then asserts its containers are still `before`.
+fn assert_declared_in_without_restart(
+    op: &Operator,
+    file: &str,
+    reads: u64,
+    before: &[String],
+    what: &str,
+) {
+    eventually(T, &format!("web is declared in {file}"), || {
         op.pool_json("web")["source"]
             .as_str()
-            .is_some_and(|s| s.contains("b.yaml"))
+            .is_some_and(|s| s.contains(file))
     });
-    op.wait_manifest_reads(2);
-    wait_reconciles_or_change(&op, "web", 2, &before);
-    assert_eq!(
-        running_ids(&op, "web"),
-        before,
-        "a read between the delete and the write restarted web"
-    );
+    op.wait_manifest_reads(reads);
+    wait_reconciles_or_change(op, "web", 2, before);
+    assert_eq!(running_ids(op, "web"), before, "{what}");
 }
 
 /// A user saved a pool's file with an editor that writes in place: the file is truncated,
@@ -561,7 +546,7 @@ fn a_container_killed_from_outside_after_serving_is_replaced_at_once_without_bac
         let killed = Instant::now();
         docker(&["kill", &victim]).unwrap();
         gone.push(victim);
-        let (took, backoff) = wait_replaced(&op, "web", 4, &gone, killed);
+        let (took, backoff) = op.wait_replaced("web", 4, &gone, killed, 0);
         assert!(
             backoff.is_empty(),
             "kill {round}: the pool reported {backoff:?}"

@@ -615,6 +615,16 @@ impl Operator {
 
     /// The reasons of the pool's conditions that are `True`, and of its recent events.
     pub fn condition_and_event_reasons(&self, pool: &str) -> (Vec<String>, Vec<String>) {
+        self.condition_and_event_reasons_since(pool, 0)
+    }
+
+    /// As [`Operator::condition_and_event_reasons`], events only from `since` (Unix
+    /// seconds) on.
+    pub fn condition_and_event_reasons_since(
+        &self,
+        pool: &str,
+        since: u64,
+    ) -> (Vec<String>, Vec<String>) {
         let r = self.pool_json(pool);
         let reasons = |key: &str, only_true: bool| -> Vec<String> {
             r[key]
@@ -622,11 +632,44 @@ impl Operator {
                 .map(|a| {
                     a.iter()
                         .filter(|c| !only_true || c["status"] == "True")
+                        .filter(|c| c["time"].as_u64().is_none_or(|t| t >= since))
                         .filter_map(|c| c["reason"].as_str().map(str::to_string))
                         .collect()
                 })
                 .unwrap_or_default()
         };
         (reasons("conditions", true), reasons("events", false))
+    }
+
+    /// Waits until `pool` has `n` running and ready containers again, none of them in
+    /// `gone`; returns how long since `since`, and every `*BackOff` reason the pool's true
+    /// conditions or its events from `events_since` (Unix seconds) on showed meanwhile.
+    pub fn wait_replaced(
+        &self,
+        pool: &str,
+        n: usize,
+        gone: &[String],
+        since: Instant,
+        events_since: u64,
+    ) -> (Duration, Vec<String>) {
+        let mut backoff_seen = Vec::new();
+        eventually(
+            Duration::from_secs(30),
+            &format!("{pool} has {n} ready containers again"),
+            || {
+                let (conditions, events) =
+                    self.condition_and_event_reasons_since(pool, events_since);
+                for r in conditions.iter().chain(&events) {
+                    if r.contains("BackOff") && !backoff_seen.contains(r) {
+                        backoff_seen.push(r.clone());
+                    }
+                }
+                let now = running(&self.instance, pool);
+                now.len() == n
+                    && now.iter().all(|c| !gone.contains(&c.id))
+                    && self.ready(pool) == n as u64
+            },
+        );
+        (since.elapsed(), backoff_seen)
     }
 }
