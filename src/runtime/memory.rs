@@ -234,6 +234,29 @@ struct Entry {
 }
 
 impl Entry {
+    /// A container as a create (or an adoption) leaves it: no fault drawn yet, no CPU
+    /// used, no load of its own.
+    fn new(
+        info: ContainerInfo,
+        foreign: bool,
+        ready_at: Option<Instant>,
+        cpus: f64,
+        now: Instant,
+    ) -> Entry {
+        Entry {
+            info,
+            foreign,
+            ready_at,
+            hung: false,
+            stubborn: false,
+            cpus,
+            cpu_ns: 0,
+            usage_at: now,
+            load: None,
+            failing_probes: 0,
+        }
+    }
+
     /// Its process runs (a `created` container has none yet, an exited one no more).
     fn live(&self) -> bool {
         matches!(
@@ -703,18 +726,13 @@ impl MemoryRuntime {
         let foreign = !m.owns(&info.labels);
         m.containers.insert(
             id,
-            Entry {
-                info: info.clone(),
+            Entry::new(
+                info.clone(),
                 foreign,
-                ready_at: Some(now),
-                hung: false,
-                stubborn: false,
-                cpus: req.template.cpu_capacity(),
-                cpu_ns: 0,
-                usage_at: now,
-                load: None,
-                failing_probes: 0,
-            },
+                Some(now),
+                req.template.cpu_capacity(),
+                now,
+            ),
         );
         info
     }
@@ -740,21 +758,8 @@ impl MemoryRuntime {
             labels: labels_,
             pinned: false,
         };
-        m.containers.insert(
-            id.clone(),
-            Entry {
-                info,
-                foreign,
-                ready_at: Some(now),
-                hung: false,
-                stubborn: false,
-                cpus: 1.0,
-                cpu_ns: 0,
-                usage_at: now,
-                load: None,
-                failing_probes: 0,
-            },
-        );
+        m.containers
+            .insert(id.clone(), Entry::new(info, foreign, Some(now), 1.0, now));
         id
     }
 
@@ -957,18 +962,7 @@ impl Runtime for MemoryRuntime {
             };
             m.containers.insert(
                 id.clone(),
-                Entry {
-                    info,
-                    foreign: false,
-                    ready_at: None,
-                    hung: false,
-                    stubborn: false,
-                    cpus: req.template.cpu_capacity(),
-                    cpu_ns: 0,
-                    usage_at: now,
-                    load: None,
-                    failing_probes: 0,
-                },
+                Entry::new(info, false, None, req.template.cpu_capacity(), now),
             );
             let start_delay = m.latency.start + m.slowness(pool);
             (id, start_delay)
