@@ -34,9 +34,9 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::controller::store::Route;
 use crate::controller::Shared;
 use crate::runtime::Runtime;
+use crate::store::Route;
 
 /// Bodies up to this size are buffered (and can be replayed); larger ones stream.
 const REPLAY_BUFFER: usize = 64 << 10;

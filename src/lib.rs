@@ -46,6 +46,8 @@ pub mod probe;
 pub mod runtime;
 pub mod sampler;
 pub mod scaler;
+pub mod scheduler;
+pub mod store;
 
 pub use facade::{
     Autoscaler, AutoscalerConfig, AutoscalingError, AutoscalingRuntime, AutoscalingRuntimeBuilder,

@@ -16,9 +16,8 @@
 pub mod desired;
 mod reconcile;
 pub mod report;
-pub mod scheduler;
+
 pub mod status;
-pub mod store;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -33,10 +32,10 @@ use crate::api::{EffectiveSpec, FunctionPool, ScalingDefaults};
 use crate::manifest::{self, Location, ManifestSet};
 use crate::runtime::Runtime;
 
+pub use crate::scheduler::{Action, Trigger};
+pub use crate::store::ObservedStore;
 pub use desired::{Desired, DesiredPool};
-pub use scheduler::{Action, Trigger};
 pub use status::PoolStatus;
-pub use store::ObservedStore;
 
 /// How the operator runs; every field has a sensible default.
 #[derive(Clone, Debug)]
@@ -280,14 +279,14 @@ impl<R> Shared<R> {
 /// and drive it with [`Controller::run`].
 pub struct Controller<R> {
     shared: Arc<Shared<R>>,
-    rx: scheduler::Receiver,
+    rx: crate::scheduler::Receiver,
 }
 
 impl<R: Runtime> Controller<R> {
     /// A controller over `runtime` with `config`.
     pub fn new(runtime: Arc<R>, config: Config) -> Controller<R> {
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let (trigger, rx) = scheduler::channel();
+        let (trigger, rx) = crate::scheduler::channel();
         let depth = metrics.clone();
         let rx = rx.on_queue_depth(move |n| depth.set_queue_depth(n));
         let shared = Arc::new(Shared {
@@ -334,9 +333,9 @@ impl<R: Runtime> Controller<R> {
             shutdown.await;
             stopping.begin_shutdown();
         };
-        scheduler::run(
+        crate::scheduler::run(
             self.rx,
-            scheduler::Limits {
+            crate::scheduler::Limits {
                 concurrency: shared.config.concurrency,
                 shutdown_grace: shared.config.shutdown_grace,
             },
