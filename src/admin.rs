@@ -65,7 +65,7 @@ async fn readyz<R: Runtime>(State(shared): State<Arc<Shared<R>>>) -> Response {
 async fn metrics<R: Runtime>(State(shared): State<Arc<Shared<R>>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = crate::metrics::Format::from_accept(accept);
-    let body = crate::metrics::scrape(&shared, format);
+    let body = shared.scrape_metrics(format);
     ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 

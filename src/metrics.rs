@@ -33,9 +33,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::controller::Shared;
 use crate::runtime::RuntimeError;
-use crate::scaler::{LoadState, Phase, Reason};
+use crate::scaler::Reason;
 
 /// The pool label the gateway uses for requests that name no declared pool, so that
 /// requests to arbitrary URLs cannot create an unbounded number of series.
@@ -173,60 +172,10 @@ pub struct Snapshot {
     pub manifest_errors: usize,
 }
 
-impl Snapshot {
-    /// Reads the controller's stores (no Docker call, no await).
-    pub fn of<R>(shared: &Shared<R>) -> Snapshot {
-        let desired = {
-            let d = shared.desired();
-            let bounds: std::collections::BTreeMap<String, (usize, usize)> = d
-                .pools
-                .iter()
-                .map(|(k, p)| (k.clone(), (p.spec.scaling.min, p.spec.scaling.max)))
-                .collect();
-            (bounds, d.errors.len())
-        };
-        let pools = shared
-            .pool_names()
-            .into_iter()
-            .map(|name| {
-                let mut p = PoolSample {
-                    desired: shared
-                        .pool_status(&name)
-                        .map(|s| s.desired_replicas)
-                        .unwrap_or(0),
-                    bounds: desired.0.get(&name).copied(),
-                    ..Default::default()
-                };
-                for o in shared.store.pool(&name) {
-                    let state = match (o.phase(), o.load) {
-                        (Phase::Starting, _) => "starting",
-                        (Phase::Ready, Some(LoadState::Healthy) | None) => "healthy",
-                        (Phase::Ready, Some(LoadState::Overloaded)) => "overloaded",
-                        (Phase::Ready, Some(LoadState::Idle)) => "idle",
-                        (Phase::Failed, _) => "failed",
-                        (Phase::Draining, _) => "draining",
-                    };
-                    p.states[state_index(state)] += 1;
-                    if o.phase() == Phase::Draining {
-                        continue;
-                    }
-                    p.current += 1;
-                    if o.phase() == Phase::Ready {
-                        p.ready += 1;
-                    }
-                    if let Some(u) = o.usage {
-                        p.usage.push((o.info.name.clone(), u.cpu, u.rss));
-                    }
-                }
-                p.name = name;
-                p
-            })
-            .collect();
-        Snapshot {
-            pools,
-            docker_reachable: shared.health.docker_status().0,
-            manifest_errors: desired.1,
-        }
+impl PoolSample {
+    /// Counts one container in `state` (one of [`CONTAINER_STATES`]).
+    pub fn count_state(&mut self, state: &str) {
+        self.states[state_index(state)] += 1;
     }
 }
 
@@ -252,7 +201,7 @@ pub fn reason_label(reason: Reason) -> &'static str {
 }
 
 /// The operator's metrics; one per [`crate::controller::Controller`], shared through
-/// [`Shared::metrics`].
+/// `Shared::metrics`.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -559,11 +508,6 @@ impl Metrics {
             .set(i64::from(snapshot.docker_reachable));
         self.manifest_errors.set(snapshot.manifest_errors as i64);
     }
-}
-
-/// The `/metrics` body for a controller's state.
-pub fn scrape<R>(shared: &Shared<R>, format: Format) -> String {
-    shared.metrics.encode(&Snapshot::of(shared), format)
 }
 
 #[cfg(test)]

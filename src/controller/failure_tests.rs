@@ -1,7 +1,12 @@
 //! Faults inside the loop itself: a reconcile that panics (a bug) must not freeze its
 //! pool, and a reconcile interrupted by shutdown starts no container afterwards.
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::probe::PROBE_FAILURE_THRESHOLD;
 
 use super::*;
 use crate::runtime::memory::MemoryRuntime;
@@ -118,7 +123,7 @@ async fn a_reconcile_that_panics_shows_degraded_backs_off_and_recovers() {
         },
     )
     .await;
-    let scrape = crate::metrics::scrape(&shared, crate::metrics::Format::from_accept(None));
+    let scrape = shared.scrape_metrics(crate::metrics::Format::from_accept(None));
     assert!(
         scrape.contains(r#"invok_reconcile_panics_total{pool="web"} 1"#),
         "{scrape}"
@@ -171,9 +176,9 @@ async fn shutdown_mid_scale_up_is_bounded_and_starts_no_more_creates() {
     assert!(Instant::now() - t0 <= shared.config.shutdown_grace);
     let made = rt.inner.snapshot().len();
     assert!(
-        made <= super::reconcile::CREATE_PARALLELISM,
+        made <= super::act::CREATE_PARALLELISM,
         "{made} containers created; at most the {} under way when shutdown began may finish",
-        super::reconcile::CREATE_PARALLELISM
+        super::act::CREATE_PARALLELISM
     );
 }
 

@@ -1,15 +1,17 @@
-//! Read-only reports of the controller's state: the seed's status JSON and the detailed
-//! pool reports of the admin API. One place builds them, so `/status`, the command line
-//! and the programmatic API always agree.
+//! Read-only reports of the controller's state: the seed's status JSON, the detailed
+//! pool reports of the admin API, and the snapshot the metrics' state families are
+//! rebuilt from. One place builds them, so `/status`, `/metrics`, the command line and
+//! the programmatic API always agree.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
+use super::context::Shared;
 use super::status::{Condition, Event, ScaleEvent};
-use super::Shared;
 use crate::api::EffectiveSpec;
+use crate::metrics::{Format, PoolSample, Snapshot};
 use crate::scaler::{LoadState, Phase, Reason};
 
 /// One pool in the seed's status shape, plus a few fields of ours.
@@ -211,5 +213,59 @@ impl<R> Shared<R> {
             reconciles: status.reconciles,
             events: status.events.iter().cloned().collect(),
         })
+    }
+
+    /// What the metrics' state families are rebuilt from (no Docker call, no await).
+    pub fn metrics_snapshot(&self) -> Snapshot {
+        let bounds: BTreeMap<String, (usize, usize)> = self
+            .desired()
+            .pools
+            .iter()
+            .map(|(k, p)| (k.clone(), (p.spec.scaling.min, p.spec.scaling.max)))
+            .collect();
+        let manifest_errors = self.desired().errors.len();
+        let pools = self
+            .pool_names()
+            .into_iter()
+            .map(|name| {
+                let mut p = PoolSample {
+                    desired: self.pool_status(&name).map_or(0, |s| s.desired_replicas),
+                    bounds: bounds.get(&name).copied(),
+                    ..Default::default()
+                };
+                for o in self.store.pool(&name) {
+                    p.count_state(match (o.phase(), o.load) {
+                        (Phase::Starting, _) => "starting",
+                        (Phase::Ready, Some(LoadState::Healthy) | None) => "healthy",
+                        (Phase::Ready, Some(LoadState::Overloaded)) => "overloaded",
+                        (Phase::Ready, Some(LoadState::Idle)) => "idle",
+                        (Phase::Failed, _) => "failed",
+                        (Phase::Draining, _) => "draining",
+                    });
+                    if o.phase() == Phase::Draining {
+                        continue;
+                    }
+                    p.current += 1;
+                    if o.phase() == Phase::Ready {
+                        p.ready += 1;
+                    }
+                    if let Some(u) = o.usage {
+                        p.usage.push((o.info.name.clone(), u.cpu, u.rss));
+                    }
+                }
+                p.name = name;
+                p
+            })
+            .collect();
+        Snapshot {
+            pools,
+            docker_reachable: self.health.docker_status().0,
+            manifest_errors,
+        }
+    }
+
+    /// The `/metrics` body.
+    pub fn scrape_metrics(&self, format: Format) -> String {
+        self.metrics.encode(&self.metrics_snapshot(), format)
     }
 }

@@ -1,6 +1,12 @@
 //! The loop against the in-memory runtime: fast, no Docker. The real-Docker proofs are
 //! in `tests/operator.rs`.
 
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
 use super::*;
 use crate::runtime::memory::MemoryRuntime;
 use crate::runtime::{CreateRequest, RunState};
@@ -318,10 +324,4 @@ async fn a_restarted_operator_adopts_what_it_finds() {
     assert_eq!(before, after);
     assert_eq!(h2.rt.calls.create.load(Ordering::Relaxed), creates);
     h2.stop().await;
-}
-
-#[test]
-fn backoff_doubles_and_caps() {
-    let b = |n| backoff(n, Duration::from_secs(1), Duration::from_secs(10)).as_secs();
-    assert_eq!([b(1), b(2), b(3), b(4), b(5), b(60)], [1, 2, 4, 8, 10, 10]);
 }

@@ -1,0 +1,212 @@
+//! Step 3 of a reconcile: carry out the plan through the [`Runtime`], and nothing else.
+//! Removals first (they free capacity; the planner never lowers ready capacity below
+//! the target), then creates, [`CREATE_PARALLELISM`] at a time. What happened goes back
+//! as an [`Outcome`] for the record step; no log line or event is written here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use futures_util::StreamExt;
+use rand::Rng;
+
+use super::context::Shared;
+use super::pass::{Decision, Outcome, Removed, Snapshot};
+use crate::api::EffectiveSpec;
+use crate::runtime::{CreateRequest, RunState, Runtime, RuntimeError};
+use crate::scaler::{Phase, RemoveReason};
+
+/// Containers created in parallel by one reconcile (two cores start ~4 at once well).
+pub(crate) const CREATE_PARALLELISM: usize = 4;
+
+/// Starts a readiness probe for every container of the snapshot still starting.
+pub(crate) fn probe_starting<R: Runtime>(ctx: &Shared<R>, s: &Snapshot) {
+    for o in s.observed.iter().filter(|o| o.phase() == Phase::Starting) {
+        ctx.prober.ensure(&o.info.id, &s.pool, &s.spec.readiness);
+    }
+}
+
+/// Carries out `d.plan`. After shutdown begins nothing starts; creates wait for the
+/// crash-loop backoff; every Docker call is made even when another failed, and the
+/// first error is returned in the outcome.
+pub(crate) async fn execute<R: Runtime>(
+    ctx: &Arc<Shared<R>>,
+    s: &Snapshot,
+    d: &Decision,
+) -> Outcome {
+    let mut out = Outcome::default();
+    if d.plan.is_empty() {
+        return out;
+    }
+    if ctx.is_stopping() {
+        out.stopped = true;
+        return out;
+    }
+    let results = join_all(d.plan.remove.iter().map(|(id, reason)| {
+        let name = s
+            .container(id)
+            .map_or_else(|| id.clone(), |o| o.info.name.clone());
+        remove(ctx, id, name, *reason)
+    }))
+    .await;
+    for r in results {
+        match r {
+            Ok(Some(removed)) => out.removed.push(removed),
+            Ok(None) => {}
+            Err(e) => {
+                out.error.get_or_insert(e);
+            }
+        }
+    }
+    let room = room(ctx, s);
+    debug_assert!(
+        d.plan.create <= room || out.error.is_some() || ctx.is_stopping(),
+        "pool {}: plan creates {} with room for {room} (max {})",
+        s.pool,
+        d.plan.create,
+        s.spec.scaling.max
+    );
+    let create = d.plan.create.min(room);
+    if create == 0 {
+        return out;
+    }
+    if let Some(t) = d.memory.create_not_before.filter(|t| *t > s.now) {
+        out.held_back = Some(t - s.now);
+        return out;
+    }
+    if let Err(e) = prepare(ctx, &s.pool, &s.spec).await {
+        out.error = Some(e);
+        return out;
+    }
+    // Keep CREATE_PARALLELISM creates in flight (not batches that wait for their
+    // slowest start).
+    let results: Vec<_> = futures_util::stream::iter((0..create).map(|_| create_one(ctx, s)))
+        .buffer_unordered(CREATE_PARALLELISM)
+        .collect()
+        .await;
+    for r in results {
+        match r {
+            Ok(Some(name)) => out.created.push(name),
+            Ok(None) => {}
+            Err(e) => {
+                out.error.get_or_insert(e);
+            }
+        }
+    }
+    out
+}
+
+/// The last line of defence: whatever the planner says, never more containers than max
+/// plus one (a rollout's surge) reach Docker. Counted after the removals, with those
+/// whose removal failed (still running) included.
+fn room<R>(ctx: &Shared<R>, s: &Snapshot) -> usize {
+    let present = ctx
+        .store
+        .pool(&s.pool)
+        .iter()
+        .filter(|o| !matches!(o.info.state, RunState::Exited | RunState::Dead))
+        .count();
+    s.spec.scaling.max.saturating_add(1).saturating_sub(present)
+}
+
+/// Drains and removes one container; `None` when shutdown began first.
+async fn remove<R: Runtime>(
+    ctx: &Shared<R>,
+    id: &str,
+    name: String,
+    reason: RemoveReason,
+) -> Result<Option<Removed>, RuntimeError> {
+    if ctx.is_stopping() {
+        return Ok(None);
+    }
+    ctx.store.mark_draining(id);
+    let grace = if reason == RemoveReason::Failed {
+        Duration::ZERO
+    } else {
+        ctx.config.stop_grace
+    };
+    ctx.metrics
+        .docker("remove", ctx.runtime.remove(id, grace).await)?;
+    ctx.store.remove(id);
+    Ok(Some(Removed { name, reason }))
+}
+
+/// Makes sure the image and network of the current spec exist (once per spec hash).
+async fn prepare<R: Runtime>(
+    ctx: &Shared<R>,
+    pool: &str,
+    spec: &EffectiveSpec,
+) -> Result<(), RuntimeError> {
+    if ctx.is_stopping() || ctx.pool_state(pool, |s| s.prepared.as_deref() == Some(&spec.spec_hash))
+    {
+        return Ok(());
+    }
+    if let Some(net) = &spec.template.network {
+        ctx.metrics
+            .docker("ensure_network", ctx.runtime.ensure_network(net).await)?;
+    }
+    ctx.metrics.docker(
+        "ensure_image",
+        ctx.runtime.ensure_image(&spec.template.image).await,
+    )?;
+    ctx.pool_state(pool, |s| s.prepared = Some(spec.spec_hash.clone()));
+    Ok(())
+}
+
+/// `invok-<pool>-<5 random [a-z0-9]>`.
+pub(crate) fn container_name(pool: &str) -> String {
+    const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..5)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect();
+    format!("invok-{pool}-{suffix}")
+}
+
+/// Creates and starts one container of the snapshot's spec and starts its probe;
+/// `None` when shutdown began first.
+async fn create_one<R: Runtime>(
+    ctx: &Shared<R>,
+    s: &Snapshot,
+) -> Result<Option<String>, RuntimeError> {
+    if ctx.is_stopping() {
+        return Ok(None);
+    }
+    let req = CreateRequest {
+        name: container_name(&s.pool),
+        pool: s.pool.clone(),
+        instance: ctx.config.instance.clone(),
+        template: s.spec.template.clone(),
+        spec_hash: s.spec.spec_hash.clone(),
+    };
+    let info = ctx
+        .metrics
+        .docker("create", ctx.runtime.create(&req).await)?;
+    let (id, name) = (info.id.clone(), info.name.clone());
+    ctx.store.insert_created(info);
+    ctx.prober.ensure(&id, &s.pool, &s.spec.readiness);
+    Ok(Some(name))
+}
+
+/// Removes every container of a pool that no manifest declares any more, then forgets
+/// the pool.
+pub(crate) async fn prune<R: Runtime>(ctx: &Shared<R>, pool: &str) -> Result<(), RuntimeError> {
+    let containers = ctx.store.pool(pool);
+    if !containers.is_empty() {
+        tracing::info!(
+            "Pruning pool {pool}: no manifest declares it; removing {} container(s)",
+            containers.len()
+        );
+    }
+    let results = join_all(containers.iter().map(|o| async move {
+        let removed = remove(ctx, &o.info.id, o.info.name.clone(), RemoveReason::Pruned).await?;
+        if removed.is_some() {
+            tracing::info!("Removed container {} of deleted pool {pool}", o.info.name);
+        }
+        Ok::<(), RuntimeError>(())
+    }))
+    .await;
+    results.into_iter().collect::<Result<(), _>>()?;
+    ctx.pools.forget(pool);
+    Ok(())
+}

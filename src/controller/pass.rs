@@ -1,0 +1,126 @@
+//! One reconcile pass as data: what it observed ([`Snapshot`]), what it decided
+//! ([`Decision`], a pure function of the snapshot) and what it did ([`Outcome`]). The
+//! steps of [`super::reconcile`] hand these to each other, so each step reads alone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::api::EffectiveSpec;
+use crate::manifest::Location;
+use crate::runtime::RuntimeError;
+use crate::scaler::{self, ContainerView, Plan, PoolFacts, Reason, RemoveReason};
+use crate::store::Observed;
+
+/// The part of a pool's memory a pass reads and writes back (the rest of
+/// [`super::pools::PoolState`] belongs to others: the gateway's waiting count, the error
+/// backoff).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Memory {
+    /// The replica target, once decided.
+    pub replicas: Option<usize>,
+    /// When the pool last grew because of load.
+    pub last_scale_up: Option<Instant>,
+    /// Crashes since the pool last ran cleanly.
+    pub failures: u32,
+    /// When the last crash was seen.
+    pub last_failure: Option<Instant>,
+    /// No creates before this instant (crash-loop backoff).
+    pub create_not_before: Option<Instant>,
+    /// The pool was announced in the log.
+    pub announced: bool,
+    /// The spec hash the last pass worked on.
+    pub spec_hash: Option<String>,
+    /// The manifest error the last pass reported.
+    pub manifest_error: Option<String>,
+    /// Why the last pass wanted its replica count.
+    pub desired_reason: Option<Reason>,
+}
+
+/// Desired and observed state of one declared pool, read once at the start of a pass.
+pub(crate) struct Snapshot {
+    /// The pool.
+    pub pool: String,
+    /// Its effective spec.
+    pub spec: Arc<EffectiveSpec>,
+    /// Where it is declared.
+    pub source: Location,
+    /// Why its manifest is invalid now (the last valid spec keeps running), if it is.
+    pub manifest_error: Option<String>,
+    /// Its containers as the store sees them.
+    pub observed: Vec<Observed>,
+    /// The same, as the scaler sees them.
+    pub views: Vec<ContainerView>,
+    /// The pool's memory from the last pass.
+    pub memory: Memory,
+    /// Requests waiting at the gateway for a container.
+    pub waiting: usize,
+    /// The pass's clock.
+    pub now: Instant,
+}
+
+/// What a pass decided: the scaler's decision and plan, and the pool's new memory.
+pub(crate) struct Decision {
+    /// The replica target before this pass.
+    pub before: usize,
+    /// The scaler's decision.
+    pub scale: scaler::Decision,
+    /// The plan that converges the containers to it.
+    pub plan: Plan,
+    /// The pool grows because of load (not to reach min, not a replacement).
+    pub load_scale_up: bool,
+    /// Every ready container is overloaded at max, and was not last pass (alert once).
+    pub newly_at_max: bool,
+    /// The crash-loop delay this pass set, when containers of the plan's removals
+    /// crashed (CrashLoopBackOff counts them).
+    pub crash_delay: Option<Duration>,
+    /// First pass of this pool.
+    pub announce: bool,
+    /// The manifest error differs from the last pass's.
+    pub manifest_error_changed: bool,
+    /// The memory to keep.
+    pub memory: Memory,
+}
+
+/// A container removed by a pass.
+pub(crate) struct Removed {
+    /// Its name.
+    pub name: String,
+    /// Why.
+    pub reason: RemoveReason,
+}
+
+/// What a pass did.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    /// Containers removed.
+    pub removed: Vec<Removed>,
+    /// Names of the containers created.
+    pub created: Vec<String>,
+    /// Creates the plan wanted but the crash-loop backoff holds back this long.
+    pub held_back: Option<Duration>,
+    /// Shutdown had begun: nothing was done.
+    pub stopped: bool,
+    /// The first Docker call that failed (the others went on).
+    pub error: Option<RuntimeError>,
+}
+
+impl Snapshot {
+    /// The facts the scaler needs beyond the containers.
+    pub fn facts(&self) -> PoolFacts {
+        PoolFacts {
+            replicas: self
+                .memory
+                .replicas
+                .unwrap_or_else(|| scaler::adopted_replicas(&self.spec, &self.views)),
+            last_scale_up: self.memory.last_scale_up,
+            waiting_requests: self.waiting,
+        }
+    }
+
+    /// The observed container with this id.
+    pub fn container(&self, id: &str) -> Option<&Observed> {
+        self.observed.iter().find(|o| o.info.id == id)
+    }
+}

@@ -1,0 +1,331 @@
+//! Step 4 of a reconcile: say what happened, once. Status (conditions, events, the last
+//! scale), metrics and the seed's log lines are all written here from a pass's
+//! [`Decision`] and [`Outcome`], and the pass's requeue [`Action`] is chosen here.
+
+use std::any::Any;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::backoff::Backoff;
+use super::context::Shared;
+use super::pass::{Decision, Memory, Outcome, Snapshot};
+use super::pools::PoolState;
+use super::status::{unix_now, ScaleEvent};
+use crate::api::EffectiveSpec;
+use crate::runtime::RuntimeError;
+use crate::scaler::{self, ContainerView, Phase, Reason, RemoveReason};
+use crate::scheduler::Action;
+
+/// A pool that has run converged this long since its last container failure leaves
+/// CrashLoopBackOff (Kubernetes resets a container's backoff after 10 minutes of running).
+const CLEAN_RUN_RESETS_FAILURES: Duration = Duration::from_secs(600);
+/// A pass never requeues sooner than this.
+const MIN_REQUEUE: Duration = Duration::from_millis(50);
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Failure {
+    /// A Docker call failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The reconcile panicked: a bug, caught so the pool backs off instead of freezing.
+    #[error("internal error: reconcile panicked: {0} (a bug; please report it)")]
+    Panic(String),
+}
+
+impl Failure {
+    /// A caught panic, logged and counted.
+    pub fn from_panic<R>(ctx: &Shared<R>, pool: &str, panic: &(dyn Any + Send)) -> Failure {
+        let msg = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("(no message)")
+            .to_string();
+        tracing::error!(pool, "reconcile panicked: {msg}");
+        ctx.metrics.record_reconcile_panic(pool);
+        Failure::Panic(msg)
+    }
+
+    /// The `Degraded` reason it shows as.
+    fn reason(&self) -> &'static str {
+        match self {
+            Failure::Runtime(RuntimeError::Unavailable(_)) => "DockerUnavailable",
+            Failure::Runtime(RuntimeError::ImageUnavailable { .. }) => "ImagePullFailed",
+            Failure::Runtime(_) => "ReconcileError",
+            Failure::Panic(_) => "ReconcilePanic",
+        }
+    }
+}
+
+/// Ends a reconcile: a success clears the error backoff, a failure backs off (per pool,
+/// with jitter) and shows at once as `Degraded`.
+pub(crate) fn finished<R>(ctx: &Shared<R>, pool: &str, result: Result<Action, Failure>) -> Action {
+    ctx.pool_state(pool, |s| s.status.reconciles += 1);
+    let e = match result {
+        Ok(action) => {
+            ctx.pool_state(pool, clear_errors);
+            return action;
+        }
+        Err(e) => e,
+    };
+    if matches!(&e, Failure::Runtime(r) if r.is_unavailable()) {
+        ctx.health.docker(Err(e.to_string()));
+    }
+    let (n, delay) = ctx.pool_state(pool, |s| {
+        s.errors = s.errors.saturating_add(1);
+        s.status.consecutive_errors = s.errors;
+        s.status.last_error = Some(e.to_string());
+        s.status.event("Warning", e.reason(), e.to_string());
+        s.status.set_degraded(e.reason(), e.to_string());
+        (s.errors, Backoff::RECONCILE_ERRORS.delay(s.errors, pool))
+    });
+    tracing::warn!(
+        pool,
+        attempt = n,
+        "reconcile failed, retrying in {delay:?}: {e}"
+    );
+    Action::requeue(delay)
+}
+
+fn clear_errors(s: &mut PoolState) {
+    s.errors = 0;
+    s.status.consecutive_errors = 0;
+    s.status.last_error = None;
+}
+
+/// A pool no valid manifest declares and that may not be pruned: say why.
+pub(crate) fn undeclared<R>(ctx: &Shared<R>, pool: &str, manifest_error: Option<String>) {
+    if let Some(err) = manifest_error {
+        ctx.pool_state(pool, |s| s.status.manifest_error = Some(err));
+    }
+}
+
+/// Keeps a pass's decided memory (before it acts, so readers see the new target while
+/// containers start).
+pub(crate) fn commit<R>(ctx: &Shared<R>, pool: &str, m: &Memory) {
+    ctx.pool_state(pool, |s| {
+        s.replicas = m.replicas;
+        s.last_scale_up = m.last_scale_up;
+        s.failures = m.failures;
+        s.last_failure = m.last_failure;
+        s.create_not_before = m.create_not_before;
+        s.announced = m.announced;
+        s.status.spec_hash = m.spec_hash.clone();
+        s.status.manifest_error = m.manifest_error.clone();
+        s.status.desired_reason = m.desired_reason;
+        s.status.desired_replicas = m.replicas.unwrap_or(0);
+        s.status.recent_failures = m.failures;
+    });
+}
+
+/// Records a pass: what was decided, what was done, and when to look again. The first
+/// Docker error of the pass is its result.
+pub(crate) fn pass<R>(
+    ctx: &Shared<R>,
+    s: &Snapshot,
+    d: &Decision,
+    out: Outcome,
+) -> Result<Action, RuntimeError> {
+    ctx.pool_state(&s.pool, |state| {
+        record_decision(ctx, s, d, state);
+        record_outcome(s, d, &out, state);
+    });
+    if out.stopped {
+        // Shutdown began: containers are left as they are.
+        return Ok(Action::await_change());
+    }
+    if let Some(e) = out.error {
+        return Err(e);
+    }
+    Ok(conclude(ctx, &s.pool, &s.spec, s.now))
+}
+
+fn record_decision<R>(ctx: &Shared<R>, s: &Snapshot, d: &Decision, state: &mut PoolState) {
+    let (pool, status) = (&s.pool, &mut state.status);
+    if d.announce {
+        tracing::info!("Created new container pool for function: {pool}");
+        status.event(
+            "Normal",
+            "PoolCreated",
+            format!("pool declared in {}", s.source),
+        );
+    }
+    if let Some(err) = s
+        .manifest_error
+        .as_ref()
+        .filter(|_| d.manifest_error_changed)
+    {
+        tracing::warn!("pool {pool}: manifest invalid, keeping the last valid spec running: {err}");
+        status.event("Warning", "InvalidSpec", err.clone());
+    }
+    if d.load_scale_up {
+        tracing::info!("Scaling up function: {pool}");
+    }
+    let (from, to) = (d.before, d.scale.replicas);
+    if from != to {
+        let direction = if to > from { "up" } else { "down" };
+        ctx.metrics.record_scale(pool, direction, d.scale.reason);
+        let reason = d.scale.reason;
+        status.last_scale = Some(ScaleEvent {
+            time: unix_now(),
+            direction,
+            reason,
+            from,
+            to,
+        });
+        let kind = if direction == "up" {
+            "ScaledUp"
+        } else {
+            "ScaledDown"
+        };
+        status.event(
+            "Normal",
+            kind,
+            format!("replicas {from} -> {to} ({reason:?})"),
+        );
+    }
+    if d.newly_at_max {
+        tracing::warn!(
+            "Max container limit reached for function {pool}: all {to} containers overloaded"
+        );
+        status.event(
+            "Warning",
+            "AtMaxCapacity",
+            "every container is overloaded at maxContainers",
+        );
+    }
+    if let Some(delay) = d.crash_delay.filter(|d| !d.is_zero()) {
+        let n = d.memory.failures;
+        tracing::warn!("pool {pool}: containers keep failing ({n} so far); CrashLoopBackOff, next start in {delay:?}");
+        status.event(
+            "Warning",
+            "CrashLoopBackOff",
+            format!("{n} failures; next start in {delay:?}"),
+        );
+    }
+}
+
+fn record_outcome(s: &Snapshot, d: &Decision, out: &Outcome, state: &mut PoolState) {
+    let pool = &s.pool;
+    for r in &out.removed {
+        let name = &r.name;
+        match r.reason {
+            RemoveReason::Surplus if d.scale.reason == Reason::Idle => {
+                tracing::info!("Scaled down container {name} for function {pool}")
+            }
+            RemoveReason::Surplus => {
+                tracing::info!("Removed surplus container {name} of function {pool}")
+            }
+            RemoveReason::Outdated => {
+                tracing::info!("Replaced outdated container {name} of function {pool}")
+            }
+            RemoveReason::Failed => {
+                tracing::warn!("Removed failed container {name} of function {pool}")
+            }
+            RemoveReason::Retry => tracing::info!(
+                "Removed container {name} of function {pool} (an earlier removal had failed)"
+            ),
+            RemoveReason::Pruned => {}
+        }
+        let reason = format!("{:?}", r.reason);
+        state
+            .status
+            .event("Normal", reason, format!("removed container {name}"));
+    }
+    for name in &out.created {
+        if d.load_scale_up {
+            tracing::info!("Successfully scaled up function {pool} with container {name}");
+        } else {
+            tracing::info!("Created container {name} for function {pool}");
+        }
+        state
+            .status
+            .event("Normal", "Created", format!("created container {name}"));
+    }
+    if let Some(wait) = out.held_back {
+        let message = format!("waiting {wait:?} before the next start");
+        state.status.event("Normal", "BackOff", message);
+    }
+}
+
+/// After a pass that succeeded: the conditions from the containers as they are now,
+/// the crash-loop reset after a clean run, and when to look again.
+fn conclude<R>(ctx: &Shared<R>, pool: &str, spec: &EffectiveSpec, now: Instant) -> Action {
+    let views = ctx.store.views(pool);
+    let create_not_before = ctx.pool_state(pool, |s| {
+        // This pass succeeded: an earlier pass's error is history, not a condition.
+        clear_errors(s);
+        set_conditions(s, &views, spec, now);
+        s.create_not_before
+    });
+    let mut after = spec.scaling.poll_interval;
+    if let Some(d) = scaler::next_idle_deadline(spec, &views, now) {
+        after = after.min(d);
+    }
+    if let Some(t) = create_not_before.filter(|t| *t > now) {
+        after = after.min(t - now);
+    }
+    Action::requeue(after.max(MIN_REQUEUE))
+}
+
+fn set_conditions(s: &mut PoolState, views: &[ContainerView], spec: &EffectiveSpec, now: Instant) {
+    let ready = views.iter().filter(|v| v.phase == Phase::Ready).count();
+    let starting = views.iter().filter(|v| v.phase == Phase::Starting).count();
+    let outdated = views
+        .iter()
+        .filter(|v| {
+            matches!(v.phase, Phase::Ready | Phase::Starting) && v.spec_hash != spec.spec_hash
+        })
+        .count();
+    let target = s.replicas.unwrap_or(spec.scaling.min);
+    let converged = ready == target && starting == 0 && outdated == 0;
+    let clean_for = s.last_failure.map_or(CLEAN_RUN_RESETS_FAILURES, |t| {
+        now.saturating_duration_since(t)
+    });
+    if converged && s.failures > 0 && clean_for >= CLEAN_RUN_RESETS_FAILURES {
+        s.last_failure = None;
+        s.failures = 0;
+        s.create_not_before = None;
+        s.status.recent_failures = 0;
+    }
+    let ready_cond = (
+        ready >= target.min(spec.scaling.min.max(1)) || target == 0,
+        if ready >= target {
+            "AllReady"
+        } else {
+            "NotEnoughReady"
+        },
+        format!("{ready}/{target} containers ready"),
+    );
+    let progressing = (
+        !converged,
+        match (outdated, starting) {
+            (1.., _) => "RollingUpdate",
+            (0, 1..) => "ContainersStarting",
+            (0, 0) => "Converged",
+        },
+        format!("{starting} starting, {outdated} outdated"),
+    );
+    let degraded = degraded(s, now);
+    s.status.set_conditions(ready_cond, progressing, degraded);
+}
+
+/// The `Degraded` condition: the worst of a reconcile error, a crash loop, an invalid
+/// manifest and every container overloaded at max.
+fn degraded(s: &PoolState, now: Instant) -> (bool, &'static str, String) {
+    if let Some(err) = &s.status.last_error {
+        (true, "ReconcileError", err.clone())
+    } else if s.create_not_before.is_some_and(|t| t > now) {
+        let message = format!("{} container failures; backing off", s.failures);
+        (true, "CrashLoopBackOff", message)
+    } else if let Some(err) = &s.status.manifest_error {
+        (true, "InvalidSpec", err.clone())
+    } else if s.status.desired_reason == Some(Reason::AboveMax) {
+        let message = "every container is overloaded at maxContainers".to_string();
+        (true, "AtMaxCapacity", message)
+    } else {
+        (false, "AsExpected", String::new())
+    }
+}
