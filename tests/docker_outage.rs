@@ -7,6 +7,11 @@
 //! daemon meanwhile, and the tests here take [`one_at_a_time`] so that they do not stop
 //! it under each other. A guard starts Docker again (`scripts/docker-up.sh`) when a test
 //! ends, failed or not.
+#![allow(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    reason = "drives a real dockerd from blocking test code: real time is the point"
+)]
 
 mod support;
 

@@ -2,6 +2,11 @@
 //!
 //! Each test runs its own operator process with its own `--instance`; the [`Operator`]
 //! guard removes that instance's containers when the test ends, failed or not.
+#![allow(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    reason = "drives a real operator from blocking test code: real time is the point"
+)]
 
 mod support;
 

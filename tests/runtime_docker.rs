@@ -5,6 +5,11 @@
 //! the host's static busybox running `httpd` on 8080) with `docker import`, so they need
 //! no registry and no other script. Each test works under its own instance name, and a
 //! guard removes everything carrying that instance label when the test ends, failed or not.
+#![allow(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    reason = "times real Docker calls: real time is the point"
+)]
 
 mod support;
 

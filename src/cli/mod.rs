@@ -1,5 +1,10 @@
 //! Command-line parsing and printing. Each subcommand lives in its own file and calls
 //! into the library; nothing here decides anything the library could.
+#![allow(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    reason = "the command line is synchronous: it waits for the operator in real time, on no tokio worker"
+)]
 
 mod apply;
 mod client;

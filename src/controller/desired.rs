@@ -9,7 +9,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::api::{EffectiveSpec, FunctionPool};
-use crate::manifest::{Location, ManifestSet};
+use crate::manifest::{FileReport, Location, ManifestSet};
+
+/// What becomes of a pool the last read declared and this one does not.
+enum Dropped {
+    /// Its document is invalid now: the last valid spec keeps running.
+    Invalid,
+    /// Its file cannot be trusted to have dropped it: kept, reported invalid.
+    Kept(String),
+    /// Another file that may declare it cannot be read: kept until it can.
+    Blocked(String),
+    /// Gone on this read only: pruned if the next read agrees.
+    Pending,
+    /// Two reads agree: pruned.
+    Gone,
+}
 
 /// A pool as the manifests declare it.
 #[derive(Clone, Debug)]
@@ -64,128 +78,174 @@ pub struct Desired {
 impl Desired {
     /// Applies a full read of the directory; returns the pools that changed.
     pub fn apply(&mut self, set: ManifestSet) -> BTreeSet<String> {
-        let mut changed = BTreeSet::new();
-        // Each problem is logged once, when it appears, not on every rescan.
-        for e in &set.errors {
-            let text = e.to_string();
-            if !self.errors.contains(&text) {
-                tracing::warn!("invalid manifest: {text}");
-            }
-        }
+        self.log_new_errors(&set.errors);
         let mut invalid: BTreeMap<String, String> = set
             .invalid_pools
             .iter()
             .map(|(name, e)| (name.clone(), e.to_string()))
             .collect();
-        let mut next: BTreeMap<String, DesiredPool> = BTreeMap::new();
-        for (name, p) in set.pools {
-            let spec = Arc::new(p.spec);
-            let same = self.pools.get(&name).is_some_and(|old| *old.spec == *spec);
-            if !same {
-                changed.insert(name.clone());
-            }
-            next.insert(
-                name,
-                DesiredPool {
-                    spec,
-                    manifest: p.manifest,
-                    source: p.source,
-                },
-            );
-        }
-        // A file that cannot be trusted may declare any pool: nothing is pruned while one
-        // exists. Untrusted: errors, a misspelt-group FunctionPool, or an empty file that
-        // declared pools on the last read (an editor's truncate-and-rewrite, mid-way).
-        let declared_in: BTreeSet<&Path> = self
-            .pools
-            .values()
-            .map(|p| p.source.file.as_path())
-            .collect();
-        let blocker: Option<&Path> = set
-            .broken_files
-            .iter()
-            .map(PathBuf::as_path)
-            .chain(
-                set.files
-                    .iter()
-                    .filter(|(f, r)| r.may_hide_pools(declared_in.contains(f.as_path())))
-                    .map(|(f, _)| f.as_path()),
-            )
-            .next();
-        let blocked = blocker.is_some();
+        let (mut next, mut changed) = self.declared(set.pools);
+        let blocker = self.blocker(&set.broken_files, &set.files);
         let mut pending = BTreeSet::new();
         for (name, old) in std::mem::take(&mut self.pools) {
             if next.contains_key(&name) {
                 continue;
             }
-            if invalid.contains_key(&name) {
+            match self.dropped(&name, &old, &set.files, blocker, &invalid) {
                 // Invalid now: keep the last valid spec running.
-                next.insert(name, old);
-                continue;
-            }
-            let file = &old.source.file;
-            // A file seen deleted that comes back holding only other resources was
-            // replaced, not caught mid-edit: the deletion stands.
-            let replaced = self.pending_prune.contains(&name)
-                && set.files.get(file).is_some_and(|f| {
-                    f.errors == 0 && f.foreign_pools == 0 && f.documents > 0 && f.pools.is_empty()
-                });
-            let keep_why = set.files.get(file).and_then(|f| f.keeps_dropped_pools());
-            if let Some(why) = keep_why.filter(|_| !replaced) {
-                let text = format!(
-                    "{}: pool {name} is no longer declared there and {why}; keeping its last valid spec running (fix the file, or remove the pool's document from a file that parses cleanly, or delete the file, to remove it)",
-                    file.display()
-                );
-                if self.invalid.get(&name).is_none_or(|t| *t != text) {
-                    tracing::warn!("{text}");
+                Dropped::Invalid => {}
+                Dropped::Kept(text) => {
+                    invalid.insert(name.clone(), text);
                 }
-                invalid.insert(name.clone(), text);
-                next.insert(name, old);
-                continue;
-            }
-            if let Some(blocker) = blocker {
-                let text = format!(
-                    "{}: pool {name} is no longer declared there, but {} cannot be read cleanly and may declare it; keeping its last valid spec running until it can",
-                    file.display(),
-                    blocker.display()
-                );
-                if self.invalid.get(&name).is_none_or(|t| *t != text) {
-                    tracing::warn!("{text}");
+                Dropped::Blocked(text) => {
+                    invalid.insert(name.clone(), text);
+                    pending.insert(name.clone());
                 }
-                invalid.insert(name.clone(), text);
-                pending.insert(name.clone());
-                next.insert(name, old);
-            } else if self.pending_prune.contains(&name) {
-                // Two reads agree: the pool is gone.
-                self.released.insert(name.clone());
-                changed.insert(name);
-            } else {
-                pending.insert(name.clone());
-                next.insert(name, old);
+                Dropped::Pending => {
+                    pending.insert(name.clone());
+                }
+                Dropped::Gone => {
+                    self.released.insert(name.clone());
+                    changed.insert(name);
+                    continue;
+                }
             }
+            next.insert(name, old);
         }
-        // Pools whose problem appeared, changed or went away (not every invalid pool on
-        // every read: a rescan with nothing new wakes nothing).
-        for (name, text) in &invalid {
-            if self.invalid.get(name) != Some(text) {
-                changed.insert(name.clone());
-            }
-        }
-        for name in self.invalid.keys() {
-            if !invalid.contains_key(name) {
-                changed.insert(name.clone());
-            }
-        }
+        changed.extend(self.invalid_changes(&invalid));
+        let blocked = blocker.is_some();
+        self.prune_blocked = blocked || set.files.values().any(|f| f.documents == 0);
+        self.deletion_blocked = blocked;
         self.pools = next;
         self.invalid = invalid;
         self.pending_prune = pending;
-        self.deletion_blocked = blocked;
-        self.prune_blocked = blocked || set.files.values().any(|f| f.documents == 0);
         self.released.retain(|name| !self.pools.contains_key(name));
         self.errors = set.errors.iter().map(|e| e.to_string()).collect();
         self.synced = true;
         self.reads = self.reads.saturating_add(1);
         changed
+    }
+
+    /// Logs each problem once, when it appears, not on every rescan.
+    fn log_new_errors(&self, errors: &[crate::manifest::ManifestError]) {
+        for e in errors {
+            let text = e.to_string();
+            if !self.errors.contains(&text) {
+                tracing::warn!("invalid manifest: {text}");
+            }
+        }
+    }
+
+    /// The pools a read declares, and those whose spec differs from the last read's.
+    fn declared(
+        &self,
+        pools: BTreeMap<String, crate::manifest::LoadedPool>,
+    ) -> (BTreeMap<String, DesiredPool>, BTreeSet<String>) {
+        let mut changed = BTreeSet::new();
+        let mut next = BTreeMap::new();
+        for (name, p) in pools {
+            let spec = Arc::new(p.spec);
+            if self.pools.get(&name).is_none_or(|old| *old.spec != *spec) {
+                changed.insert(name.clone());
+            }
+            let pool = DesiredPool {
+                spec,
+                manifest: p.manifest,
+                source: p.source,
+            };
+            next.insert(name, pool);
+        }
+        (next, changed)
+    }
+
+    /// A file that cannot be trusted may declare any pool: nothing is pruned while one
+    /// exists. Untrusted: errors, a misspelt-group FunctionPool, or an empty file that
+    /// declared pools on the last read (an editor's truncate-and-rewrite, mid-way).
+    fn blocker<'a>(
+        &self,
+        broken_files: &'a BTreeSet<PathBuf>,
+        files: &'a BTreeMap<PathBuf, FileReport>,
+    ) -> Option<&'a Path> {
+        let declared_in: BTreeSet<&Path> = self
+            .pools
+            .values()
+            .map(|p| p.source.file.as_path())
+            .collect();
+        broken_files
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(
+                files
+                    .iter()
+                    .filter(|(f, r)| r.may_hide_pools(declared_in.contains(f.as_path())))
+                    .map(|(f, _)| f.as_path()),
+            )
+            .next()
+    }
+
+    /// What becomes of a pool the last read declared and this one does not.
+    fn dropped(
+        &self,
+        name: &str,
+        old: &DesiredPool,
+        files: &BTreeMap<PathBuf, FileReport>,
+        blocker: Option<&Path>,
+        invalid: &BTreeMap<String, String>,
+    ) -> Dropped {
+        if invalid.contains_key(name) {
+            return Dropped::Invalid;
+        }
+        let file = &old.source.file;
+        // A file seen deleted that comes back holding only other resources was
+        // replaced, not caught mid-edit: the deletion stands.
+        let replaced = self.pending_prune.contains(name)
+            && files.get(file).is_some_and(|f| {
+                f.errors == 0 && f.foreign_pools == 0 && f.documents > 0 && f.pools.is_empty()
+            });
+        let keep_why = files.get(file).and_then(|f| f.keeps_dropped_pools());
+        if let Some(why) = keep_why.filter(|_| !replaced) {
+            let text = format!(
+                "{}: pool {name} is no longer declared there and {why}; keeping its last valid spec running (fix the file, or remove the pool's document from a file that parses cleanly, or delete the file, to remove it)",
+                file.display()
+            );
+            self.warn_once(name, &text);
+            return Dropped::Kept(text);
+        }
+        if let Some(blocker) = blocker {
+            let text = format!(
+                "{}: pool {name} is no longer declared there, but {} cannot be read cleanly and may declare it; keeping its last valid spec running until it can",
+                file.display(),
+                blocker.display()
+            );
+            self.warn_once(name, &text);
+            Dropped::Blocked(text)
+        } else if self.pending_prune.contains(name) {
+            // Two reads agree: the pool is gone.
+            Dropped::Gone
+        } else {
+            Dropped::Pending
+        }
+    }
+
+    fn warn_once(&self, name: &str, text: &str) {
+        if self.invalid.get(name).is_none_or(|t| t != text) {
+            tracing::warn!("{text}");
+        }
+    }
+
+    /// Pools whose problem appeared, changed or went away (not every invalid pool on
+    /// every read: a rescan with nothing new wakes nothing).
+    fn invalid_changes(&self, invalid: &BTreeMap<String, String>) -> BTreeSet<String> {
+        let appeared = invalid
+            .iter()
+            .filter(|(name, text)| self.invalid.get(*name) != Some(*text))
+            .map(|(name, _)| name.clone());
+        let gone = self
+            .invalid
+            .keys()
+            .filter(|name| !invalid.contains_key(*name))
+            .cloned();
+        appeared.chain(gone).collect()
     }
 
     /// True when the next read should come soon (one debounce), not at the rescan

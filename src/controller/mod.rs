@@ -19,6 +19,8 @@
 //! events, metrics, logs), [`desired`] (the desired state and its prune rules), `pools`
 //! (each pool's memory), [`status`] and [`report`] (what is shown), [`backoff`], [`health`].
 
+#![deny(clippy::too_many_lines)]
+
 mod act;
 pub mod backoff;
 pub mod config;

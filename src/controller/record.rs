@@ -11,7 +11,7 @@ use super::backoff::Backoff;
 use super::context::Shared;
 use super::pass::{Decision, Memory, Outcome, Snapshot};
 use super::pools::PoolState;
-use super::status::{unix_now, ScaleEvent};
+use super::status::{unix_now, PoolStatus, ScaleEvent};
 use crate::api::EffectiveSpec;
 use crate::runtime::RuntimeError;
 use crate::scaler::{self, ContainerView, Phase, Reason, RemoveReason};
@@ -163,30 +163,9 @@ fn record_decision<R>(ctx: &Shared<R>, s: &Snapshot, d: &Decision, state: &mut P
     if d.load_scale_up {
         tracing::info!("Scaling up function: {pool}");
     }
-    let (from, to) = (d.before, d.scale.replicas);
-    if from != to {
-        let direction = if to > from { "up" } else { "down" };
-        ctx.metrics.record_scale(pool, direction, d.scale.reason);
-        let reason = d.scale.reason;
-        status.last_scale = Some(ScaleEvent {
-            time: unix_now(),
-            direction,
-            reason,
-            from,
-            to,
-        });
-        let kind = if direction == "up" {
-            "ScaledUp"
-        } else {
-            "ScaledDown"
-        };
-        status.event(
-            "Normal",
-            kind,
-            format!("replicas {from} -> {to} ({reason:?})"),
-        );
-    }
+    record_scale(ctx, pool, d, status);
     if d.newly_at_max {
+        let to = d.scale.replicas;
         tracing::warn!(
             "Max container limit reached for function {pool}: all {to} containers overloaded"
         );
@@ -205,6 +184,33 @@ fn record_decision<R>(ctx: &Shared<R>, s: &Snapshot, d: &Decision, state: &mut P
             format!("{n} failures; next start in {delay:?}"),
         );
     }
+}
+
+/// A change of the replica target: the last scale event, an event and a metric.
+fn record_scale<R>(ctx: &Shared<R>, pool: &str, d: &Decision, status: &mut PoolStatus) {
+    let (from, to, reason) = (d.before, d.scale.replicas, d.scale.reason);
+    if from == to {
+        return;
+    }
+    let direction = if to > from { "up" } else { "down" };
+    ctx.metrics.record_scale(pool, direction, reason);
+    status.last_scale = Some(ScaleEvent {
+        time: unix_now(),
+        direction,
+        reason,
+        from,
+        to,
+    });
+    let kind = if direction == "up" {
+        "ScaledUp"
+    } else {
+        "ScaledDown"
+    };
+    status.event(
+        "Normal",
+        kind,
+        format!("replicas {from} -> {to} ({reason:?})"),
+    );
 }
 
 fn record_outcome(s: &Snapshot, d: &Decision, out: &Outcome, state: &mut PoolState) {

@@ -4,6 +4,11 @@
 //! [`support::Operator`]), whose guard removes that instance's containers when the test
 //! ends, failed or not. Waits are conditions with deadlines; "nothing happens" is
 //! observed over the operator's own counters (directory reads, reconciles), not sleeps.
+#![allow(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    reason = "drives a real operator from blocking test code: real time is the point"
+)]
 
 use std::collections::BTreeMap;
 use std::io::Write;

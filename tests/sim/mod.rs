@@ -60,6 +60,11 @@
 //! `--cfg tokio_unstable` and `Builder::rng_seed`). In practice a replay is identical: the
 //! single-seed mode runs the seed twice and says whether the digest of starts, removals
 //! and their virtual times matched; names are left out of the comparison.
+#![allow(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    reason = "wall-clock figures (steps per second) beside the paused clock the simulation runs on"
+)]
 
 pub mod model;
 pub mod steps;

@@ -3,6 +3,11 @@
 //! Each test gets its own `--instance`, manifest directory, lock directory and admin
 //! port; dropping the [`Operator`] stops it and force-removes every container carrying
 //! that instance label (only those), also when the test fails.
+#![allow(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    reason = "helpers for blocking tests against a real operator and a real daemon: real time is the point"
+)]
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
