@@ -279,7 +279,9 @@ mod tests {
 
     #[test]
     fn durations_format_back_to_what_parses() {
-        for d in [0u64, 1, 500, 1000, 1500, 30_000, 90_000, 3_600_000, 3_690_000] {
+        for d in [
+            0u64, 1, 500, 1000, 1500, 30_000, 90_000, 3_600_000, 3_690_000,
+        ] {
             let d = Duration::from_millis(d);
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }

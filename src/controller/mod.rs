@@ -14,7 +14,7 @@
 //! harmless, and a pass with nothing to do touches nothing.
 //!
 //! The files, each readable alone: [`config`] (how it runs), [`context`] (the state a
-//! reconcile and the HTTP surfaces share), [`inputs`] (the loops that watch), `reconcile`
+//! reconcile and the HTTP surfaces share), `inputs` (the loops that watch), `reconcile`
 //! (the four steps) with `pass` (their data), `act` (the executor) and `record` (status,
 //! events, metrics, logs), [`desired`] (the desired state and its prune rules), `pools`
 //! (each pool's memory), [`status`] and [`report`] (what is shown), [`backoff`], [`health`].
