@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -122,6 +121,131 @@ fn deadline_after(d: Duration) -> Instant {
 /// itself turns panics into errors with their own backoff; this is the last line).
 const LOST_TASK_RETRY: Duration = Duration::from_secs(1);
 
+/// The scheduler's bookkeeping. Ordered maps and sets: the order pools start in depends
+/// on nothing but the input, so a simulation seed replays exactly.
+#[derive(Default)]
+struct State {
+    /// Pools waiting for a reconcile slot, in trigger order.
+    queue: VecDeque<String>,
+    /// The same pools, to drop a trigger for a pool already queued.
+    queued: BTreeSet<String>,
+    /// Pools whose reconcile runs.
+    running: BTreeSet<String>,
+    /// Running pools triggered again: they run once more when they end.
+    again: BTreeSet<String>,
+    /// Requeue timers; a pool with several keeps the earliest.
+    timers: BTreeMap<String, Instant>,
+    /// Which pool each task reconciles (a task that fails reports only its id).
+    task_pool: HashMap<tokio::task::Id, String>,
+    /// The queue depth last reported.
+    depth_told: usize,
+}
+
+impl State {
+    fn enqueue(&mut self, pool: String) {
+        if self.queued.insert(pool.clone()) {
+            self.queue.push_back(pool);
+        }
+    }
+
+    fn arm(&mut self, pool: String, at: Instant) {
+        let t = self.timers.entry(pool).or_insert(at);
+        *t = (*t).min(at);
+    }
+
+    /// A pool is due (triggered, or its timer fired): queue it, or run it again after
+    /// the run under way.
+    fn due(&mut self, pool: String) {
+        if self.running.contains(&pool) {
+            self.again.insert(pool);
+        } else {
+            self.enqueue(pool);
+        }
+    }
+
+    /// Starts queued pools while there are free slots.
+    fn start<F, Fut>(&mut self, limit: usize, reconcile: &F, tasks: &mut JoinSet<(String, Action)>)
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Action> + Send + 'static,
+    {
+        while self.running.len() < limit.max(1) {
+            let Some(pool) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued.remove(&pool);
+            if self.running.contains(&pool) {
+                self.again.insert(pool);
+                continue;
+            }
+            self.timers.remove(&pool);
+            self.running.insert(pool.clone());
+            let fut = reconcile(pool.clone());
+            let name = pool.clone();
+            let handle = tasks.spawn(async move { (name, fut.await) });
+            self.task_pool.insert(handle.id(), pool);
+        }
+    }
+
+    /// A reconcile task ended (or failed: a panic that escaped, a cancellation).
+    fn finished(
+        &mut self,
+        done: Result<(tokio::task::Id, (String, Action)), tokio::task::JoinError>,
+    ) {
+        let (pool, action) = match done {
+            Ok((id, (pool, action))) => {
+                self.task_pool.remove(&id);
+                (pool, action)
+            }
+            Err(e) => {
+                let Some(pool) = self.task_pool.remove(&e.id()) else {
+                    return;
+                };
+                tracing::error!(
+                    pool,
+                    "reconcile task failed: {e}; retrying in {LOST_TASK_RETRY:?}"
+                );
+                (pool, Action::requeue(LOST_TASK_RETRY))
+            }
+        };
+        self.running.remove(&pool);
+        if self.again.remove(&pool) {
+            self.enqueue(pool.clone());
+        }
+        if let Some(after) = action.requeue_after {
+            self.arm(pool, deadline_after(after));
+        }
+    }
+
+    fn triggered(&mut self, msg: Msg) {
+        match msg {
+            Msg::Now(pool) => self.due(pool),
+            Msg::At(pool, at) => self.arm(pool, at),
+        }
+    }
+
+    /// Timers that fired by `now`.
+    fn fire_timers(&mut self, now: Instant) {
+        let fired: Vec<String> = self
+            .timers
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for pool in fired {
+            self.timers.remove(&pool);
+            self.due(pool);
+        }
+    }
+
+    /// The queue depth, when it changed since it was last told.
+    fn depth_change(&mut self) -> Option<usize> {
+        let changed = self.queue.len() != self.depth_told;
+        self.depth_told = self.queue.len();
+        changed.then_some(self.depth_told)
+    }
+}
+
 /// Runs reconciles until `shutdown` resolves, then gives the running ones
 /// `limits.shutdown_grace` to end (so in-flight Docker calls finish), cancels the rest
 /// and returns.
@@ -138,114 +262,43 @@ pub async fn run<F, Fut>(
     Fut: Future<Output = Action> + Send + 'static,
 {
     let limits = limits.into();
-    let reconcile = Arc::new(reconcile);
-    // Ordered maps and sets: the order pools start in depends on nothing but the input,
-    // so a simulation seed replays exactly.
-    let mut queue: VecDeque<String> = VecDeque::new();
-    let mut queued: BTreeSet<String> = BTreeSet::new();
-    let mut running: BTreeSet<String> = BTreeSet::new();
-    let mut again: BTreeSet<String> = BTreeSet::new();
-    let mut timers: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut state = State::default();
     let mut tasks: JoinSet<(String, Action)> = JoinSet::new();
-    let mut task_pool: HashMap<tokio::task::Id, String> = HashMap::new();
-    let mut depth_told = 0;
     tokio::pin!(shutdown);
-
-    let enqueue = |pool: String, queue: &mut VecDeque<String>, queued: &mut BTreeSet<String>| {
-        if queued.insert(pool.clone()) {
-            queue.push_back(pool);
-        }
-    };
-    let arm = |timers: &mut BTreeMap<String, Instant>, pool: String, at: Instant| {
-        let t = timers.entry(pool).or_insert(at);
-        *t = (*t).min(at);
-    };
-
     loop {
-        // Start what can start.
-        while running.len() < limits.concurrency.max(1) {
-            let Some(pool) = queue.pop_front() else { break };
-            queued.remove(&pool);
-            if running.contains(&pool) {
-                again.insert(pool);
-                continue;
-            }
-            timers.remove(&pool);
-            running.insert(pool.clone());
-            let fut = reconcile(pool.clone());
-            let name = pool.clone();
-            let handle = tasks.spawn(async move { (name, fut.await) });
-            task_pool.insert(handle.id(), pool);
+        state.start(limits.concurrency, &reconcile, &mut tasks);
+        if let Some(depth) = state.depth_change() {
+            (rx.on_depth)(depth);
         }
-        if queue.len() != depth_told {
-            depth_told = queue.len();
-            (rx.on_depth)(depth_told);
-        }
-
-        let next_timer = timers.values().min().copied();
+        let next_timer = state.timers.values().min().copied();
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                let (pool, action) = match done {
-                    Ok((id, (pool, action))) => {
-                        task_pool.remove(&id);
-                        (pool, action)
-                    }
-                    Err(e) => {
-                        let Some(pool) = task_pool.remove(&e.id()) else { continue };
-                        tracing::error!(pool, "reconcile task failed: {e}; retrying in {LOST_TASK_RETRY:?}");
-                        (pool, Action::requeue(LOST_TASK_RETRY))
-                    }
-                };
-                running.remove(&pool);
-                if again.remove(&pool) {
-                    enqueue(pool.clone(), &mut queue, &mut queued);
-                }
-                if let Some(after) = action.requeue_after {
-                    arm(&mut timers, pool, deadline_after(after));
-                }
-            }
+            Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => state.finished(done),
             msg = rx.rx.recv() => {
                 let Some(msg) = msg else { break };
+                state.triggered(msg);
                 // Take every trigger already waiting, so a burst collapses into one run.
-                let mut batch = vec![msg];
                 while let Ok(m) = rx.rx.try_recv() {
-                    batch.push(m);
-                }
-                for msg in batch {
-                    match msg {
-                        Msg::Now(pool) if running.contains(&pool) => {
-                            again.insert(pool);
-                        }
-                        Msg::Now(pool) => enqueue(pool, &mut queue, &mut queued),
-                        Msg::At(pool, at) => arm(&mut timers, pool, at),
-                    }
+                    state.triggered(m);
                 }
             }
             _ = tokio::time::sleep_until(next_timer.unwrap_or_else(Instant::now)), if next_timer.is_some() => {
-                let now = Instant::now();
-                let due: Vec<String> = timers.iter().filter(|(_, t)| **t <= now).map(|(p, _)| p.clone()).collect();
-                for pool in due {
-                    timers.remove(&pool);
-                    if running.contains(&pool) {
-                        again.insert(pool);
-                    } else {
-                        enqueue(pool, &mut queue, &mut queued);
-                    }
-                }
+                state.fire_timers(Instant::now());
             }
         }
     }
-    let drained = tokio::time::timeout(limits.shutdown_grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    drain(tasks, limits.shutdown_grace).await;
+}
+
+/// Gives running reconciles `grace` to end, then cancels the rest.
+async fn drain(mut tasks: JoinSet<(String, Action)>, grace: Duration) {
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!(
-            "{} reconcile(s) still running {:?} after shutdown began; cancelling them",
-            tasks.len(),
-            limits.shutdown_grace
+            "{} reconcile(s) still running {grace:?} after shutdown began; cancelling them",
+            tasks.len()
         );
         tasks.shutdown().await;
     }
@@ -254,6 +307,7 @@ pub async fn run<F, Fut>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::sync::Mutex;
 
     type Log = Arc<Mutex<Vec<(String, &'static str, Instant)>>>;
