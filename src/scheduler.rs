@@ -4,6 +4,7 @@
 //! As kube-runtime's `scheduler` + `runner`: a trigger for a pool that is already queued
 //! is dropped; a trigger for a pool that is running is remembered and runs once after it
 //! ends; a requeue is a timer, and when a pool has several timers the earliest wins.
+#![deny(clippy::too_many_lines)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;

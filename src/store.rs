@@ -7,6 +7,7 @@
 //! removals at once so a relist that raced them cannot bring back the past (fresh
 //! entries survive a list taken before they existed; removed ids are remembered).
 //! Locks are never held across an `.await`.
+#![deny(clippy::too_many_lines)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -15,7 +15,7 @@
 //! invariants (`min <= replicas <= max`, never more creates than the target) are stated
 //! as debug assertions where the values are made. A wrapped subtraction once became
 //! `usize::MAX` replicas and an operator that created containers without bound.
-#![deny(clippy::arithmetic_side_effects)]
+#![deny(clippy::arithmetic_side_effects, clippy::too_many_lines)]
 
 use std::cmp::Ordering;
 use std::time::Duration;
@@ -182,19 +182,9 @@ pub fn decide(
     now: Instant,
 ) -> Decision {
     let s = &spec.scaling;
-    let live: Vec<&ContainerView> = containers
-        .iter()
-        .filter(|c| matches!(c.phase, Phase::Starting | Phase::Ready))
-        .collect();
-    let ready: Vec<&ContainerView> = live
-        .iter()
-        .copied()
-        .filter(|c| c.phase == Phase::Ready)
-        .collect();
-    let starting = live.len().saturating_sub(ready.len());
-
-    let mut replicas = facts.replicas.clamp(s.min, s.max);
-    let mut reason = match facts.replicas.cmp(&replicas) {
+    let pool = Load::of(spec, containers);
+    let replicas = facts.replicas.clamp(s.min, s.max);
+    let reason = match facts.replicas.cmp(&replicas) {
         Ordering::Less => Reason::BelowMin,
         Ordering::Greater => Reason::AboveMax,
         Ordering::Equal => Reason::Steady,
@@ -215,54 +205,8 @@ pub fn decide(
     };
 
     // Scale up.
-    let samples: Vec<Usage> = ready.iter().filter_map(|c| c.usage).collect();
-    let all_sampled = !ready.is_empty() && samples.len() == ready.len();
-    let all_overloaded = all_sampled
-        && samples
-            .iter()
-            .all(|u| classify(spec, *u) == LoadState::Overloaded);
-    let mut proposal = 0;
-    let mut proposal_reason = Reason::Steady;
-    if all_overloaded {
-        let cpu = ceil_div(
-            samples.iter().map(|u| u.cpu).sum(),
-            s.cpu_overload_threshold,
-        );
-        let mem = ceil_div(
-            samples.iter().map(|u| u.rss as f64).sum(),
-            s.memory_overload_threshold as f64,
-        );
-        // Overloaded means "more than one container's worth": propose at least one more.
-        let at_least = ready.len().saturating_add(1);
-        (proposal, proposal_reason) = if mem > cpu {
-            (mem.max(at_least), Reason::Memory)
-        } else {
-            (cpu.max(at_least), Reason::Cpu)
-        };
-    }
-    if let Some(target) = s.target_concurrency {
-        let in_flight: usize = live
-            .iter()
-            .fold(facts.waiting_requests, |n, c| n.saturating_add(c.in_flight));
-        if !ready.is_empty() && in_flight > (target as usize).saturating_mul(ready.len()) {
-            let conc = in_flight.div_ceil(target as usize);
-            if conc > proposal {
-                (proposal, proposal_reason) = (conc, Reason::Concurrency);
-            }
-        }
-    }
-    if ready.is_empty() && facts.waiting_requests > 0 {
-        // Without a concurrency target a container's capacity is unknown: start one and
-        // let its CPU and memory ask for more. With one, start what the burst needs.
-        let need = match s.target_concurrency {
-            Some(t) => facts.waiting_requests.div_ceil(t.max(1) as usize).max(1),
-            None => 1,
-        };
-        if need > proposal {
-            (proposal, proposal_reason) = (need, Reason::Demand);
-        }
-    }
-    let at_max_overloaded = all_overloaded && replicas >= s.max;
+    let (proposal, proposal_reason) = propose(spec, &pool, facts);
+    let at_max_overloaded = pool.all_overloaded && replicas >= s.max;
     if proposal > replicas && replicas < s.max {
         return decision(proposal.min(s.max), proposal_reason, Vec::new(), false);
     }
@@ -275,10 +219,129 @@ pub fn decide(
     let cooling = facts
         .last_scale_up
         .is_some_and(|t| now.saturating_duration_since(t) < s.cooldown_duration);
-    if replicas <= s.min || cooling || starting > 0 || !all_sampled || facts.waiting_requests > 0 {
+    let starting = pool.live.len().saturating_sub(pool.ready.len());
+    if replicas <= s.min
+        || cooling
+        || starting > 0
+        || !pool.all_sampled
+        || facts.waiting_requests > 0
+    {
         return decision(replicas, reason, Vec::new(), false);
     }
-    let mut candidates: Vec<&ContainerView> = ready
+    let victims = idle_victims(spec, &pool, replicas, now);
+    if victims.is_empty() {
+        return decision(replicas, reason, victims, false);
+    }
+    // idle_victims stops before `replicas - victims` would go below min.
+    let replicas = replicas.saturating_sub(victims.len()).max(s.min);
+    decision(replicas, Reason::Idle, victims, false)
+}
+
+/// A pool's containers as the scale decisions read them.
+struct Load<'a> {
+    /// Starting and ready containers.
+    live: Vec<&'a ContainerView>,
+    /// Ready containers.
+    ready: Vec<&'a ContainerView>,
+    /// The usage samples of the ready containers that have one.
+    samples: Vec<Usage>,
+    /// Every ready container has a sample (and there is one).
+    all_sampled: bool,
+    /// Every ready container is overloaded (and all are sampled).
+    all_overloaded: bool,
+}
+
+impl<'a> Load<'a> {
+    fn of(spec: &EffectiveSpec, containers: &'a [ContainerView]) -> Load<'a> {
+        let live: Vec<&ContainerView> = containers
+            .iter()
+            .filter(|c| matches!(c.phase, Phase::Starting | Phase::Ready))
+            .collect();
+        let ready: Vec<&ContainerView> = live
+            .iter()
+            .copied()
+            .filter(|c| c.phase == Phase::Ready)
+            .collect();
+        let samples: Vec<Usage> = ready.iter().filter_map(|c| c.usage).collect();
+        let all_sampled = !ready.is_empty() && samples.len() == ready.len();
+        let all_overloaded = all_sampled
+            && samples
+                .iter()
+                .all(|u| classify(spec, *u) == LoadState::Overloaded);
+        Load {
+            live,
+            ready,
+            samples,
+            all_sampled,
+            all_overloaded,
+        }
+    }
+}
+
+/// The container count load asks for, and which signal asks it (0 and `Steady` when
+/// load asks nothing): the HPA's `ceil(usage / threshold)` when every ready container is
+/// overloaded, requests in flight over the concurrency target, and requests waiting for
+/// a pool with no ready container. The largest proposal wins.
+fn propose(spec: &EffectiveSpec, pool: &Load<'_>, facts: &PoolFacts) -> (usize, Reason) {
+    let s = &spec.scaling;
+    let mut proposal = 0;
+    let mut proposal_reason = Reason::Steady;
+    if pool.all_overloaded {
+        let cpu = ceil_div(
+            pool.samples.iter().map(|u| u.cpu).sum(),
+            s.cpu_overload_threshold,
+        );
+        let mem = ceil_div(
+            pool.samples.iter().map(|u| u.rss as f64).sum(),
+            s.memory_overload_threshold as f64,
+        );
+        // Overloaded means "more than one container's worth": propose at least one more.
+        let at_least = pool.ready.len().saturating_add(1);
+        (proposal, proposal_reason) = if mem > cpu {
+            (mem.max(at_least), Reason::Memory)
+        } else {
+            (cpu.max(at_least), Reason::Cpu)
+        };
+    }
+    if let Some(target) = s.target_concurrency {
+        let in_flight: usize = pool
+            .live
+            .iter()
+            .fold(facts.waiting_requests, |n, c| n.saturating_add(c.in_flight));
+        if !pool.ready.is_empty() && in_flight > (target as usize).saturating_mul(pool.ready.len())
+        {
+            let conc = in_flight.div_ceil(target as usize);
+            if conc > proposal {
+                (proposal, proposal_reason) = (conc, Reason::Concurrency);
+            }
+        }
+    }
+    if pool.ready.is_empty() && facts.waiting_requests > 0 {
+        // Without a concurrency target a container's capacity is unknown: start one and
+        // let its CPU and memory ask for more. With one, start what the burst needs.
+        let need = match s.target_concurrency {
+            Some(t) => facts.waiting_requests.div_ceil(t.max(1) as usize).max(1),
+            None => 1,
+        };
+        if need > proposal {
+            (proposal, proposal_reason) = (need, Reason::Demand);
+        }
+    }
+    (proposal, proposal_reason)
+}
+
+/// Ready containers idle for the cooldown that may go, longest idle first: never below
+/// min, and only while the containers that stay would carry the load under the CPU and
+/// memory thresholds (no flapping).
+fn idle_victims(
+    spec: &EffectiveSpec,
+    pool: &Load<'_>,
+    replicas: usize,
+    now: Instant,
+) -> Vec<String> {
+    let s = &spec.scaling;
+    let mut candidates: Vec<&ContainerView> = pool
+        .ready
         .iter()
         .copied()
         .filter(|c| {
@@ -295,9 +358,12 @@ pub fn decide(
             .cmp(&b.idle_since)
             .then_with(|| a.id.cmp(&b.id))
     });
-    let total_cpu: f64 = samples.iter().map(|u| u.cpu).sum();
-    let total_rss: f64 = samples.iter().map(|u| u.rss as f64).sum();
-    let total_in_flight: usize = live.iter().fold(0, |n, c| n.saturating_add(c.in_flight));
+    let total_cpu: f64 = pool.samples.iter().map(|u| u.cpu).sum();
+    let total_rss: f64 = pool.samples.iter().map(|u| u.rss as f64).sum();
+    let total_in_flight: usize = pool
+        .live
+        .iter()
+        .fold(0, |n, c| n.saturating_add(c.in_flight));
     let mut victims = Vec::new();
     for c in candidates {
         // There may be more idle candidates than the (clamped) target: stop at min, and
@@ -307,7 +373,7 @@ pub fn decide(
             Some(remaining) if remaining >= s.min => {}
             _ => break,
         }
-        let Some(remaining_ready) = ready.len().checked_sub(gone) else {
+        let Some(remaining_ready) = pool.ready.len().checked_sub(gone) else {
             break;
         };
         let fits = if remaining_ready == 0 {
@@ -322,12 +388,7 @@ pub fn decide(
         }
         victims.push(c.id.clone());
     }
-    if !victims.is_empty() {
-        // The loop above stops before `replicas - victims` would go below min.
-        replicas = replicas.saturating_sub(victims.len()).max(s.min);
-        reason = Reason::Idle;
-    }
-    decision(replicas, reason, victims, false)
+    victims
 }
 
 /// Why a container is removed.
@@ -362,18 +423,9 @@ impl Plan {
     }
 }
 
-/// Converges containers to `replicas` of `spec_hash`.
-///
-/// Failed containers go; a spec change rolls out one container at a time, the new one
-/// ready before an old one is removed (so ready capacity never drops while rolling);
-/// surplus containers go in the order: `victims`, not yet ready, fewest requests in flight.
-pub fn plan(
-    spec_hash: &str,
-    containers: &[ContainerView],
-    replicas: usize,
-    victims: &[String],
-) -> Plan {
-    let mut p = Plan::default();
+/// Puts failed and draining containers into the plan's removals; returns the live ones
+/// Invok may remove, and how many registered (pinned) containers serve.
+fn sort_out<'a>(containers: &'a [ContainerView], p: &mut Plan) -> (Vec<&'a ContainerView>, usize) {
     let mut live: Vec<&ContainerView> = Vec::new();
     let mut pinned: usize = 0;
     for c in containers {
@@ -388,44 +440,64 @@ pub fn plan(
             Phase::Starting | Phase::Ready => live.push(c),
         }
     }
+    (live, pinned)
+}
+
+/// Where `c` stands among the scaler's idle victims (first goes first); after them all
+/// when it is none.
+fn victim_rank(victims: &[String], c: &ContainerView) -> usize {
+    victims
+        .iter()
+        .position(|v| *v == c.id)
+        .unwrap_or(usize::MAX)
+}
+
+/// Removes the first `n` of `outgoing` (old containers) as outdated.
+fn retire(p: &mut Plan, outgoing: &[&ContainerView], n: usize) {
+    for c in outgoing.iter().take(n) {
+        p.remove.push((c.id.clone(), RemoveReason::Outdated));
+    }
+}
+
+/// Converges containers to `replicas` of `spec_hash`.
+///
+/// Failed containers go; a spec change rolls out one container at a time, the new one
+/// ready before an old one is removed (so ready capacity never drops while rolling);
+/// surplus containers go in the order: `victims`, not yet ready, fewest requests in flight.
+pub fn plan(
+    spec_hash: &str,
+    containers: &[ContainerView],
+    replicas: usize,
+    victims: &[String],
+) -> Plan {
+    let mut p = Plan::default();
+    let (live, pinned) = sort_out(containers, &mut p);
     let replicas = replicas.saturating_sub(pinned);
     let (new, old): (Vec<&ContainerView>, Vec<&ContainerView>) =
         live.into_iter().partition(|c| c.spec_hash == spec_hash);
     // Old containers that are not ready serve nobody: they go at once.
     let (old_ready, old_starting): (Vec<&ContainerView>, Vec<&ContainerView>) =
         old.into_iter().partition(|c| c.phase == Phase::Ready);
-    for c in &old_starting {
-        p.remove.push((c.id.clone(), RemoveReason::Outdated));
-    }
+    retire(&mut p, &old_starting, old_starting.len());
     let new_ready = new.iter().filter(|c| c.phase == Phase::Ready).count();
     let new_starting = new.len().saturating_sub(new_ready);
 
-    // Removal preference: victims first, then not-ready, then least busy, then newest.
-    let rank = |c: &&ContainerView| {
-        let victim = victims
-            .iter()
-            .position(|v| *v == c.id)
-            .unwrap_or(usize::MAX);
-        (
-            victim,
-            c.phase == Phase::Ready,
-            c.in_flight,
-            std::cmp::Reverse(c.created),
-        )
-    };
-
+    // Old ready containers go victims first, then least busy, then oldest.
     let mut outgoing = old_ready.clone();
-    outgoing.sort_by_key(|c| {
-        let victim = victims
-            .iter()
-            .position(|v| *v == c.id)
-            .unwrap_or(usize::MAX);
-        (victim, c.in_flight, c.created)
-    });
+    outgoing.sort_by_key(|c| (victim_rank(victims, c), c.in_flight, c.created));
 
     if let Some(extra) = new.len().checked_sub(replicas) {
+        // Surplus goes victims first, then not-ready, then least busy, then newest.
         let mut surplus = new.clone();
-        surplus.sort_by_cached_key(rank);
+        surplus.sort_by_cached_key(|c| {
+            let newest = std::cmp::Reverse(c.created);
+            (
+                victim_rank(victims, c),
+                c.phase == Phase::Ready,
+                c.in_flight,
+                newest,
+            )
+        });
         surplus.truncate(extra);
         for c in &surplus {
             p.remove.push((c.id.clone(), RemoveReason::Surplus));
@@ -436,9 +508,7 @@ pub fn plan(
         let excess = ready_kept
             .saturating_add(old_ready.len())
             .saturating_sub(replicas);
-        for c in outgoing.iter().take(excess) {
-            p.remove.push((c.id.clone(), RemoveReason::Outdated));
-        }
+        retire(&mut p, &outgoing, excess);
         return p;
     }
 
@@ -463,9 +533,7 @@ pub fn plan(
     let excess = new_ready
         .saturating_add(old_ready.len())
         .saturating_sub(replicas);
-    for c in outgoing.iter().take(excess) {
-        p.remove.push((c.id.clone(), RemoveReason::Outdated));
-    }
+    retire(&mut p, &outgoing, excess);
     // A rollout surges by one container at most.
     debug_assert!(
         p.create <= replicas.max(1),
