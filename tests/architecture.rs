@@ -9,15 +9,20 @@
 //!   with `mod.rs` as a node of its own whose `mod` and `pub use` lines do not count).
 //!
 //! Either graph with a cycle fails, naming it. `cargo test --test architecture --
-//! --nocapture` prints both graphs (the closing notes quote them).
+//! --nocapture` prints both graphs; `INVOK_ARCH_SRC=/other/checkout/src` reads another
+//! tree instead (to compare with an older commit).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
+/// The tree read: this crate's `src/`, or `INVOK_ARCH_SRC` (to print the graph of
+/// another checkout, such as an older commit, beside this one's).
 fn src() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+    std::env::var_os("INVOK_ARCH_SRC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
 }
 
 /// Every `.rs` file under `dir`, sorted.
