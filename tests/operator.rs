@@ -176,8 +176,17 @@ fn a_removed_or_killed_container_is_replaced() {
         let now = running(&op.instance, "web");
         now.len() == 2 && now.iter().all(|c| c.id != cs[0].id) && op.ready("web") == 2
     });
-    // Killed from inside: the function process dies, the container exits.
-    docker(&["exec", &cs[1].id, "sh", "-c", "kill 1"]).unwrap();
+    // Killed from inside: the function process dies, the container exits. The exec'd
+    // shell may die with it (PID 1 gone, the kernel kills the rest of the namespace)
+    // before it reports, so `docker exec` fails exactly when the kill worked too early
+    // for it: accept that failure only if the container really stopped.
+    if let Err(e) = docker(&["exec", &cs[1].id, "sh", "-c", "kill 1"]) {
+        let state = docker(&["inspect", "-f", "{{.State.Running}}", &cs[1].id]);
+        assert!(
+            state.as_deref().map_or(true, |s| s.trim() == "false"),
+            "docker exec failed ({e}) and the container still runs ({state:?})"
+        );
+    }
     eventually(T, "the killed container is replaced and removed", || {
         let all = containers(&op.instance, Some("web"));
         all.len() == 2
