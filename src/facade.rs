@@ -39,7 +39,7 @@ use crate::scaler::{self, LoadState, Phase, PoolFacts};
 /// it returns; a container that answers later is found by the background probe.
 pub const REGISTER_PROBE_DEADLINE: Duration = Duration::from_secs(2);
 /// The pause between two of those probes (a probe itself gives up connecting after
-/// [`crate::probe::CONNECT_TIMEOUT`]).
+/// [`crate::runtime::readiness::CONNECT_TIMEOUT`]).
 const REGISTER_PROBE_RETRY: Duration = Duration::from_millis(20);
 
 /// Why a call of the programmatic API failed.

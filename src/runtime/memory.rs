@@ -46,7 +46,7 @@ use crate::sampler::cgroup::RawSample;
 pub const CALL_TIMEOUT: Duration = super::docker::REQUEST_TIMEOUT;
 
 /// How long a probe of a hung container takes to give up, as the real TCP probe.
-pub const PROBE_TIMEOUT: Duration = crate::probe::CONNECT_TIMEOUT;
+pub const PROBE_TIMEOUT: Duration = super::readiness::CONNECT_TIMEOUT;
 
 /// Calls made, by kind.
 #[derive(Debug, Default)]

@@ -7,6 +7,7 @@
 
 pub mod docker;
 pub mod memory;
+pub mod readiness;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -223,7 +224,7 @@ pub trait Runtime: Send + Sync + 'static {
         let probe = probe.clone();
         async move {
             match port {
-                Some(port) => crate::probe::probe_once(&probe, port).await,
+                Some(port) => readiness::probe_once(&probe, port).await,
                 None => false,
             }
         }
