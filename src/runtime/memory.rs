@@ -1234,15 +1234,19 @@ mod tests {
     use futures_util::StreamExt;
 
     fn request(pool: &str, name: &str, instance: &str) -> CreateRequest {
-        let yaml = format!(
-            "apiVersion: invok.dev/v1alpha1\nkind: FunctionPool\nmetadata:\n  name: {pool}\nspec:\n  image: img\n"
-        );
-        let spec =
-            crate::manifest::load_str(std::path::Path::new("x.yaml"), &yaml, &Default::default())
-                .pools
-                .remove(pool)
-                .expect("valid")
-                .spec;
+        let manifest = crate::api::FunctionPool {
+            api_version: crate::api::API_VERSION.into(),
+            kind: crate::api::KIND.into(),
+            metadata: crate::api::ObjectMeta {
+                name: pool.into(),
+                ..Default::default()
+            },
+            spec: crate::api::FunctionPoolSpec {
+                image: "img".into(),
+                ..Default::default()
+            },
+        };
+        let spec = manifest.validate(&Default::default()).expect("valid");
         CreateRequest {
             name: name.into(),
             pool: pool.into(),
