@@ -22,9 +22,12 @@
 //! - [`manifest`]: reads a directory of YAML into validated pools, with FILE:LINE:COL errors;
 //!   the debounced watcher.
 //! - [`runtime`]: the only module that talks to Docker (bollard), behind the
-//!   [`runtime::Runtime`] trait.
+//!   [`runtime::Runtime`] trait, which no bollard type crosses: containers, events,
+//!   the readiness check of a published port, and usage readings (cgroup files, or
+//!   Docker's stats streams where none is readable).
 //! - [`scaler`]: the decisions, pure functions of (spec, observed containers, clock).
-//! - [`sampler`]: CPU and RSS of every container, from cgroup files (stats API fallback).
+//! - [`sampler`]: CPU and RSS of every container, from the runtime's usage readings,
+//!   into the observed store.
 //! - [`controller`]: the desired state and its prune rules, the observed store, the
 //!   scheduler, `reconcile`, backoff and status.
 //! - [`probe`]: readiness probes.

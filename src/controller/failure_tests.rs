@@ -45,8 +45,12 @@ impl Runtime for Faulty {
     async fn probe(&self, c: &ContainerInfo, p: &crate::api::Probe) -> bool {
         self.inner.probe(c, p).await
     }
-    fn read_usage(&self, id: &str) -> Option<crate::sampler::cgroup::RawSample> {
-        self.inner.read_usage(id)
+    fn read_usage(
+        &self,
+        due: &[String],
+        running: &std::collections::HashSet<String>,
+    ) -> HashMap<String, crate::runtime::UsageReading> {
+        self.inner.read_usage(due, running)
     }
     fn events(&self) -> EventStream {
         self.inner.events()

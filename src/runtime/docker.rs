@@ -13,13 +13,16 @@
 //! ours is cleaned up and the create retried once, removing a container that is gone
 //! succeeds, and a network created concurrently is not an error.
 //!
+//! Container usage comes from the cgroup files, or Docker's stats streams where none is
+//! readable ([`super::usage`]).
+//!
 //! Errors map onto [`RuntimeError`]: a daemon that cannot be reached (socket missing,
 //! connection refused, I/O error, timeout) is [`RuntimeError::Unavailable`]; an error
 //! status is [`RuntimeError::Api`] with `"<status>: <message>"`; an image that is neither
 //! present nor pullable is [`RuntimeError::ImageUnavailable`].
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::errors::Error as DockerError;
@@ -35,9 +38,11 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::{future, StreamExt, TryStreamExt};
 
+use super::stats::StatsSampler;
+use super::usage::UsageReader;
 use super::{
     labels, ContainerInfo, CreateRequest, EventStream, RunState, Runtime, RuntimeError,
-    RuntimeEvent,
+    RuntimeEvent, UsageReading,
 };
 
 /// How long [`DockerRuntime::connect`] waits for the daemon to answer the version call.
@@ -64,6 +69,9 @@ pub struct DockerRuntime {
     /// Containers a library user registered (full id -> pool): listed as that pool's,
     /// pinned (never removed), although they carry none of our labels.
     registered: Arc<std::sync::RwLock<BTreeMap<String, String>>>,
+    /// How [`Runtime::read_usage`] reads: made at the first read (so `INVOK_SAMPLER` is
+    /// read when sampling starts), then kept (the cgroup layout, the stats streams).
+    usage: Arc<Mutex<Option<UsageReader>>>,
 }
 
 impl DockerRuntime {
@@ -118,6 +126,7 @@ impl DockerRuntime {
             instance,
             network_lock: Arc::new(tokio::sync::Mutex::new(())),
             registered: Default::default(),
+            usage: Default::default(),
         }
     }
 
@@ -125,6 +134,12 @@ impl DockerRuntime {
     /// (stats, logs).
     pub fn docker(&self) -> &Docker {
         &self.docker
+    }
+
+    /// A follower of Docker's stats streams on this runtime's daemon, for figures and
+    /// tests; [`Runtime::read_usage`] keeps its own.
+    pub fn stats_sampler(&self) -> StatsSampler {
+        StatsSampler::new(self.docker.clone())
     }
 
     /// The operator instance whose containers this runtime sees.
@@ -338,8 +353,16 @@ impl DockerRuntime {
 }
 
 impl Runtime for DockerRuntime {
-    fn docker_client(&self) -> Option<bollard::Docker> {
-        Some(self.docker.clone())
+    fn read_usage(
+        &self,
+        due: &[String],
+        running: &HashSet<String>,
+    ) -> HashMap<String, UsageReading> {
+        // Held for file reads of a few microseconds each, never across an await.
+        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        usage
+            .get_or_insert_with(|| UsageReader::from_env(self.docker.clone()))
+            .read(due, running)
     }
 
     #[tracing::instrument(skip(self), fields(instance = %self.instance))]
