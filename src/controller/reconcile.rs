@@ -115,7 +115,11 @@ pub(crate) async fn reconcile<R: Runtime>(shared: &Arc<Shared<R>>, pool: &str) -
                 let reason = match &e {
                     Failure::Runtime(RuntimeError::Unavailable(_)) => "DockerUnavailable",
                     Failure::Runtime(RuntimeError::ImageUnavailable { .. }) => "ImagePullFailed",
-                    Failure::Runtime(RuntimeError::Api(_)) => "ReconcileError",
+                    Failure::Runtime(
+                        RuntimeError::Api(_)
+                        | RuntimeError::NotFound(_)
+                        | RuntimeError::Conflict(_),
+                    ) => "ReconcileError",
                     Failure::Panic(_) => "ReconcilePanic",
                 };
                 s.status.event("Warning", reason, e.to_string());

@@ -952,7 +952,7 @@ impl Runtime for MemoryRuntime {
                 .map(|(id, e)| (id.clone(), e.foreign));
             match conflict {
                 Some((id, true)) => {
-                    return Err(RuntimeError::Api(format!(
+                    return Err(RuntimeError::Conflict(format!(
                         "409: the name {} is taken by container {id}, which is not ours",
                         req.name
                     )));
@@ -1015,7 +1015,7 @@ impl Runtime for MemoryRuntime {
             };
             let ready = m.latency.ready + slow_ready;
             let Some(e) = m.containers.get_mut(&id) else {
-                return Err(RuntimeError::Api(format!(
+                return Err(RuntimeError::NotFound(format!(
                     "container {} ({id}) vanished right after its start",
                     req.name
                 )));

@@ -176,6 +176,15 @@ pub enum RuntimeError {
     /// The daemon could not be reached.
     #[error("Docker is unreachable: {0}")]
     Unavailable(String),
+    /// What the call names does not exist (Docker answered 404): a container removed
+    /// meanwhile, or never there. Calls for which "already gone" is success (remove)
+    /// return `Ok` instead.
+    #[error("Docker: {0}")]
+    NotFound(String),
+    /// The call conflicts with what exists (Docker answered 409): a container name
+    /// taken by a container that is not ours.
+    #[error("Docker: {0}")]
+    Conflict(String),
     /// The image is not present and could not be pulled.
     #[error("image {image} is not available locally and could not be pulled: {reason}")]
     ImageUnavailable {
@@ -193,6 +202,11 @@ impl RuntimeError {
     /// True when the daemon could not be reached at all (as opposed to refusing a call).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, RuntimeError::Unavailable(_))
+    }
+
+    /// True when what the call named does not exist ([`RuntimeError::NotFound`]).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RuntimeError::NotFound(_))
     }
 }
 
