@@ -39,7 +39,7 @@ use crate::scaler::{self, LoadState, Phase, PoolFacts};
 /// it returns; a container that answers later is found by the background probe.
 pub const REGISTER_PROBE_DEADLINE: Duration = Duration::from_secs(2);
 /// The pause between two of those probes (a probe itself gives up connecting after
-/// [`crate::probe::CONNECT_TIMEOUT`]).
+/// [`crate::runtime::readiness::CONNECT_TIMEOUT`]).
 const REGISTER_PROBE_RETRY: Duration = Duration::from_millis(20);
 
 /// Why a call of the programmatic API failed.
@@ -48,6 +48,18 @@ pub enum AutoscalingError {
     /// Docker refused or could not be reached.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// [`AutoscalingRuntime::register_container`] could not register the container:
+    /// `source` says why, [`RuntimeError::NotFound`] when there is no such container,
+    /// [`RuntimeError::Unavailable`] when Docker cannot be reached.
+    #[error("cannot register container {container:?} for function {function:?}: {}", register_failure(.source))]
+    Register {
+        /// The function it was to serve.
+        function: String,
+        /// The id or name it was registered by.
+        container: String,
+        /// What the runtime said.
+        source: RuntimeError,
+    },
     /// A bad environment variable (for [`AutoscalingRuntime::new`]).
     #[error(transparent)]
     Env(#[from] api::EnvError),
@@ -62,6 +74,15 @@ pub enum AutoscalingError {
     /// `start` was called twice.
     #[error("the autoscaler is already started")]
     AlreadyStarted,
+}
+
+/// What went wrong in a registration, in words: what failed first, Docker's own after.
+fn register_failure(e: &RuntimeError) -> String {
+    match e {
+        RuntimeError::NotFound(_) => format!("no such container ({e})"),
+        // "Docker is unreachable: ..." says it already.
+        other => other.to_string(),
+    }
 }
 
 /// The autoscaler's settings, printed at start as the seed's log line shows.
@@ -200,8 +221,21 @@ impl AutoscalingRuntimeBuilder {
 
     /// Builds the runtime over an already connected (and version-negotiated) client.
     pub fn build(self, docker: bollard::Docker, network: String) -> AutoscalingRuntime {
-        let instance = self.instance.unwrap_or_else(|| "library".to_string());
-        let runtime = Arc::new(DockerRuntime::with_docker(docker, instance.clone()));
+        let runtime = DockerRuntime::with_docker(docker, self.instance_name());
+        self.build_on(runtime, network)
+    }
+
+    /// The instance label of Invok's containers: [`Self::instance`], else `library`.
+    fn instance_name(&self) -> String {
+        self.instance
+            .clone()
+            .unwrap_or_else(|| "library".to_string())
+    }
+
+    /// Builds the runtime over a Docker runtime of [`Self::instance_name`].
+    fn build_on(self, runtime: DockerRuntime, network: String) -> AutoscalingRuntime {
+        let instance = runtime.instance().to_string();
+        let runtime = Arc::new(runtime);
         let mut config = Config::new("<api>", instance);
         config.watch_manifests = false;
         config.relist_interval = Duration::from_secs(2);
@@ -247,16 +281,12 @@ impl AutoscalingRuntime {
     /// variables (`CPU_OVERLOAD_THRESHOLD`, ...), else the seed's values.
     pub async fn new(network: String) -> Result<AutoscalingRuntime, AutoscalingError> {
         let defaults = ScalingDefaults::from_env()?;
-        let docker = DockerRuntime::connect("library".into())
-            .await?
-            .docker()
-            .clone();
-        let d = AutoscalerConfig::from_defaults(&defaults);
         let builder = AutoscalingRuntimeBuilder {
-            config: d,
+            config: AutoscalerConfig::from_defaults(&defaults),
             instance: None,
         };
-        Ok(builder.build(docker, network))
+        let runtime = DockerRuntime::connect(builder.instance_name()).await?;
+        Ok(builder.build_on(runtime, network))
     }
 
     /// The settings in force.
@@ -297,13 +327,25 @@ impl AutoscalingRuntime {
     /// seed's example expects. One that does not answer in that time is registered all
     /// the same: it counts as a starting container, gets no traffic, and the background
     /// probe marks it ready when it answers (or failed after the startup timeout).
+    ///
+    /// Fails with [`AutoscalingError::Register`] when there is no such container or
+    /// Docker cannot be reached.
     pub async fn register_container(
         &self,
         function: &str,
         container_id: String,
         container_name: String,
     ) -> Result<(), AutoscalingError> {
-        let info = self.runtime.register(&container_id, function).await?;
+        let registered = self
+            .runtime
+            .register(&container_id, function)
+            .await
+            .map_err(|source| AutoscalingError::Register {
+                function: function.to_string(),
+                container: container_id.clone(),
+                source,
+            })?;
+        let info = registered.container;
         self.user_ids
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -327,21 +369,7 @@ impl AutoscalingRuntime {
                 self.probe_registered(&id, &probe).await;
             }
         } else {
-            let inspect = self
-                .runtime
-                .docker()
-                .inspect_container(&id, None)
-                .await
-                .map_err(|e| RuntimeError::Api(e.to_string()))?;
-            let port = inspect
-                .config
-                .as_ref()
-                .and_then(|c| c.exposed_ports.as_ref())
-                .and_then(|p| {
-                    p.iter()
-                        .find_map(|k| k.split('/').next()?.parse::<u32>().ok())
-                })
-                .unwrap_or(api::DEFAULT_PORT as u32);
+            let port = u32::from(registered.exposed_port.unwrap_or(api::DEFAULT_PORT));
             let manifest = FunctionPool {
                 api_version: api::API_VERSION.into(),
                 kind: api::KIND.into(),
@@ -576,5 +604,48 @@ impl ContainerManager {
     /// Where the container is in its life.
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client for a "socket" that is a plain file: every call fails to connect. Keep
+    /// the directory alive as long as the client.
+    fn unreachable_docker() -> (tempfile::TempDir, bollard::Docker) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker.sock");
+        std::fs::write(&path, "").unwrap();
+        let docker = bollard::Docker::connect_with_unix(
+            path.to_str().unwrap(),
+            5,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap();
+        (dir, docker)
+    }
+
+    #[tokio::test]
+    async fn registering_while_docker_is_unreachable_says_so() {
+        let (_dir, docker) = unreachable_docker();
+        let runtime = AutoscalingRuntimeBuilder::new()
+            .instance("facade-unit")
+            .build(docker, String::new());
+        let err = runtime
+            .register_container("f", "c1".into(), "c1".into())
+            .await
+            .expect_err("no daemon answers");
+        assert!(
+            matches!(&err, AutoscalingError::Register { source, .. } if source.is_unavailable()),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("cannot register container \"c1\" for function \"f\"")
+                && message.contains("Docker is unreachable"),
+            "{message}"
+        );
+        assert!(runtime.get_status()["pools"].get("f").is_none());
     }
 }

@@ -26,8 +26,10 @@
 //! - [`manifest`]: reads a directory of YAML into validated pools, with FILE:LINE:COL
 //!   errors; the debounced watcher.
 //! - [`runtime`]: the only module that talks to Docker (bollard), behind the
-//!   [`runtime::Runtime`] trait: containers, events, readiness checks and usage readings;
-//!   an in-memory runtime with fault injection for tests and the simulation.
+//!   [`runtime::Runtime`] trait, which no bollard type crosses: containers, events,
+//!   the readiness check of a published port, and usage readings (cgroup files, or
+//!   Docker's stats streams where none is readable); an in-memory runtime with fault
+//!   injection for tests and the simulation.
 //! - [`scaler`]: the decisions, pure functions of (spec, observed containers, clock).
 //! - [`store`]: the observed containers (one writer per fact, many cheap readers), and
 //!   the gateway's pick.

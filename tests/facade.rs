@@ -7,7 +7,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use invok::AutoscalingRuntimeBuilder;
+use invok::runtime::RuntimeError;
+use invok::{AutoscalingError, AutoscalingRuntimeBuilder};
 use support::*;
 
 /// Containers this test started itself (not through Invok); removed on drop.
@@ -270,6 +271,54 @@ async fn a_registered_pool_overloaded_at_max_logs_the_alert_and_status_matches_t
     server.abort();
     runtime.shutdown();
     burner.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_a_container_that_does_not_exist_fails_as_not_found() {
+    require_docker();
+    let instance = unique("lib-missing");
+    let _cleanup = InstanceCleanup(instance.clone());
+    // A name no container has: this test never makes one.
+    let missing = unique("facade-missing");
+    let runtime = AutoscalingRuntimeBuilder::new()
+        .instance(instance.clone())
+        .build(bollard().await, String::new());
+    runtime.start().await.unwrap();
+    let err = runtime
+        .register_container("ghost", missing.clone(), missing.clone())
+        .await
+        .expect_err("registering a container that does not exist fails");
+    match &err {
+        AutoscalingError::Register {
+            function,
+            container,
+            source,
+        } => {
+            assert_eq!(
+                (function.as_str(), container.as_str()),
+                ("ghost", &*missing)
+            );
+            assert!(
+                matches!(source, RuntimeError::NotFound(_)),
+                "Docker's 404 is classified as not found: {source:?}"
+            );
+            assert!(!source.is_unavailable(), "{source:?}");
+        }
+        other => panic!("expected AutoscalingError::Register, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("no such container") && message.contains(&missing),
+        "the message says what failed: {message}"
+    );
+    // Nothing was declared for it.
+    assert!(
+        runtime.get_status()["pools"].get("ghost").is_none(),
+        "{}",
+        runtime.get_status()
+    );
+    assert!(running(&instance, "ghost").is_empty());
+    runtime.shutdown();
 }
 
 #[test]

@@ -394,7 +394,7 @@ async fn a_name_conflict_with_a_stale_container_of_ours_is_cleaned_up_and_create
         .create(&req2)
         .await
         .expect_err("create must not take a foreign name");
-    assert!(matches!(err, RuntimeError::Api(_)), "{err:?}");
+    assert!(matches!(err, RuntimeError::Conflict(_)), "{err:?}");
     assert!(err.to_string().contains(&foreign_name), "{err}");
     assert!(err.to_string().contains(&foreign), "{err}");
     assert!(exists(&foreign), "the foreign container is untouched");

@@ -1,4 +1,4 @@
-//! The sampler's two readers against real containers on the local Docker daemon:
+//! The Docker runtime's two usage readers against real containers on the local daemon:
 //! `CgroupReader` (cgroup files) and `StatsSampler` (Docker's streaming stats API).
 //!
 //! These tests need Docker (start it with `scripts/docker-up.sh`); they fail, never skip,
@@ -29,8 +29,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use support::docker as docker_cli;
 
-use invok::sampler::cgroup::{CgroupError, CgroupReader, RawSample};
-use invok::sampler::stats::{StatsSample, StatsSampler};
+use invok::runtime::cgroup::{CgroupError, CgroupReader, RawSample};
+use invok::runtime::docker::DockerRuntime;
+use invok::runtime::stats::StatsSample;
 use rand::distr::{Alphanumeric, SampleString};
 
 const IMAGE: &str = "invok/demo-fn:latest";
@@ -326,15 +327,11 @@ fn cgroup_and_stats_stream_agree() {
         .unwrap();
     let _enter = rt.enter();
     let docker = rt
-        .block_on(async {
-            bollard::Docker::connect_with_local_defaults()?
-                .negotiate_version()
-                .await
-        })
+        .block_on(DockerRuntime::connect("sampler-test".into()))
         .unwrap_or_else(|e| {
             panic!("Docker does not answer on the local socket ({e}); start it with scripts/docker-up.sh")
         });
-    let sampler = StatsSampler::new(docker);
+    let sampler = docker.stats_sampler();
     sampler.track(&id);
 
     // Burn one core and hold 64 MB at once.

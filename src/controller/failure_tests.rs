@@ -1,6 +1,7 @@
 //! Faults inside the loop itself: a reconcile that panics (a bug) must not freeze its
 //! pool, and a reconcile interrupted by shutdown starts no container afterwards.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -50,8 +51,12 @@ impl Runtime for Faulty {
     async fn probe(&self, c: &ContainerInfo, p: &crate::api::Probe) -> bool {
         self.inner.probe(c, p).await
     }
-    fn read_usage(&self, id: &str) -> Option<crate::sampler::cgroup::RawSample> {
-        self.inner.read_usage(id)
+    fn read_usage(
+        &self,
+        due: &[String],
+        running: &std::collections::HashSet<String>,
+    ) -> HashMap<String, crate::runtime::UsageReading> {
+        self.inner.read_usage(due, running)
     }
     fn events(&self) -> EventStream {
         self.inner.events()

@@ -89,7 +89,20 @@ impl<R: Runtime> Controller<R> {
         }
         tasks.spawn(inputs::docker_loop(shared.clone()));
         tasks.spawn(inputs::relist_loop(shared.clone()));
-        tasks.spawn(crate::sampler::run(shared.clone()));
+        let desired = shared.clone();
+        tasks.spawn(crate::sampler::run(
+            shared.runtime.clone(),
+            shared.store.clone(),
+            Arc::new(move || {
+                desired
+                    .desired()
+                    .pools
+                    .iter()
+                    .map(|(name, pool)| (name.clone(), pool.spec.clone()))
+                    .collect()
+            }),
+            shared.trigger.clone(),
+        ));
         let s = shared.clone();
         let stopping = shared.clone();
         let shutdown = async move {

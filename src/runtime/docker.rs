@@ -13,13 +13,17 @@
 //! ours is cleaned up and the create retried once, removing a container that is gone
 //! succeeds, and a network created concurrently is not an error.
 //!
+//! Container usage comes from the cgroup files, or Docker's stats streams where none is
+//! readable ([`super::usage`]).
+//!
 //! Errors map onto [`RuntimeError`]: a daemon that cannot be reached (socket missing,
 //! connection refused, I/O error, timeout) is [`RuntimeError::Unavailable`]; an error
-//! status is [`RuntimeError::Api`] with `"<status>: <message>"`; an image that is neither
-//! present nor pullable is [`RuntimeError::ImageUnavailable`].
+//! status is [`RuntimeError::NotFound`] (404), [`RuntimeError::Conflict`] (409) or
+//! [`RuntimeError::Api`] (any other), each with `"<status>: <message>"`; an image that
+//! is neither present nor pullable is [`RuntimeError::ImageUnavailable`].
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
@@ -37,9 +41,11 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::{future, StreamExt, TryStreamExt};
 
+use super::stats::StatsSampler;
+use super::usage::UsageReader;
 use super::{
     labels, ContainerInfo, CreateRequest, EventStream, RunState, Runtime, RuntimeError,
-    RuntimeEvent,
+    RuntimeEvent, UsageReading,
 };
 
 /// How long [`DockerRuntime::connect`] waits for the daemon to answer the version call.
@@ -66,6 +72,19 @@ pub struct DockerRuntime {
     /// Containers a library user registered (full id -> pool): listed as that pool's,
     /// pinned (never removed), although they carry none of our labels.
     registered: Arc<std::sync::RwLock<BTreeMap<String, String>>>,
+    /// How [`Runtime::read_usage`] reads: made at the first read (so `INVOK_SAMPLER` is
+    /// read when sampling starts), then kept (the cgroup layout, the stats streams).
+    usage: Arc<Mutex<Option<UsageReader>>>,
+}
+
+/// A container [`DockerRuntime::register`] added to a pool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Registered {
+    /// The container as listed: pinned, a member of the pool it was registered for.
+    pub container: ContainerInfo,
+    /// A port the container exposes (its image's `EXPOSE`, or `--expose`), inside the
+    /// container: the function's port when the pool is made from this container.
+    pub exposed_port: Option<u16>,
 }
 
 impl DockerRuntime {
@@ -113,20 +132,23 @@ impl DockerRuntime {
     }
 
     /// Wraps an existing client (already connected and negotiated by the caller) for the
-    /// containers of `instance`.
-    pub fn with_docker(docker: Docker, instance: String) -> Self {
+    /// containers of `instance`. Crate-only, so that no bollard type crosses the
+    /// runtime's API: the seed's `AutoscalingRuntimeBuilder::build`, which takes a
+    /// client, is the one way in.
+    pub(crate) fn with_docker(docker: Docker, instance: String) -> Self {
         DockerRuntime {
             docker,
             instance,
             network_lock: Arc::new(tokio::sync::Mutex::new(())),
             registered: Default::default(),
+            usage: Default::default(),
         }
     }
 
-    /// The underlying bollard client, for calls the [`Runtime`] trait does not cover
-    /// (stats, logs).
-    pub fn docker(&self) -> &Docker {
-        &self.docker
+    /// A follower of Docker's stats streams on this runtime's daemon, for figures and
+    /// tests; [`Runtime::read_usage`] keeps its own.
+    pub fn stats_sampler(&self) -> StatsSampler {
+        StatsSampler::new(self.docker.clone())
     }
 
     /// The operator instance whose containers this runtime sees.
@@ -183,30 +205,39 @@ impl DockerRuntime {
 
     /// Registers a container that Invok did not create (by id or name) as a member of
     /// `pool`: it is listed, sampled, probed and routed to like the pool's own, but it is
-    /// never replaced or removed. Returns it as listed.
-    pub async fn register(
-        &self,
-        id_or_name: &str,
-        pool: &str,
-    ) -> Result<ContainerInfo, RuntimeError> {
+    /// never replaced or removed. Returns it as listed, with the port its image exposes.
+    ///
+    /// [`RuntimeError::NotFound`] when there is no such container (or it went away while
+    /// being registered), [`RuntimeError::Unavailable`] when Docker cannot be reached.
+    pub async fn register(&self, id_or_name: &str, pool: &str) -> Result<Registered, RuntimeError> {
         let c = self
             .docker
             .inspect_container(id_or_name, None)
             .await
             .map_err(map_err)?;
+        let exposed_port = c
+            .config
+            .as_ref()
+            .and_then(|c| c.exposed_ports.as_ref())
+            .and_then(|ports| ports.iter().find_map(|p| p.split('/').next()?.parse().ok()));
         let id =
             c.id.ok_or_else(|| RuntimeError::Api(format!("{id_or_name}: Docker gave no id")))?;
         self.registered
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.clone(), pool.to_string());
-        self.list_registered()
+        let container = self
+            .list_registered()
             .await?
             .into_iter()
             .find(|c| c.id == id)
             .ok_or_else(|| {
-                RuntimeError::Api(format!("{id_or_name} vanished while being registered"))
-            })
+                RuntimeError::NotFound(format!("{id_or_name} vanished while being registered"))
+            })?;
+        Ok(Registered {
+            container,
+            exposed_port,
+        })
     }
 
     /// The registered containers that still exist, as their pools' members.
@@ -272,7 +303,7 @@ impl DockerRuntime {
         let id = existing.id.clone().unwrap_or_default();
         let labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
         if !self.owns(labels) {
-            return Err(RuntimeError::Api(format!(
+            return Err(RuntimeError::Conflict(format!(
                 "409: the name {name} is taken by container {id}, which does not carry \
                  {}={} and {}={}; it is not ours to remove",
                 labels::MANAGED_BY,
@@ -340,8 +371,16 @@ impl DockerRuntime {
 }
 
 impl Runtime for DockerRuntime {
-    fn docker_client(&self) -> Option<bollard::Docker> {
-        Some(self.docker.clone())
+    fn read_usage(
+        &self,
+        due: &[String],
+        running: &HashSet<String>,
+    ) -> HashMap<String, UsageReading> {
+        // Held for file reads of a few microseconds each, never across an await.
+        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        usage
+            .get_or_insert_with(|| UsageReader::from_env(self.docker.clone()))
+            .read(due, running)
     }
 
     #[tracing::instrument(skip(self), fields(instance = %self.instance))]
@@ -379,9 +418,10 @@ impl Runtime for DockerRuntime {
             ))),
             Ok(Err(e)) => match map_err(e) {
                 RuntimeError::Unavailable(m) => Err(RuntimeError::Unavailable(m)),
-                RuntimeError::Api(m) | RuntimeError::ImageUnavailable { reason: m, .. } => {
-                    Err(unavailable(m))
-                }
+                RuntimeError::Api(m)
+                | RuntimeError::NotFound(m)
+                | RuntimeError::Conflict(m)
+                | RuntimeError::ImageUnavailable { reason: m, .. } => Err(unavailable(m)),
             },
             Ok(Ok(())) => Ok(()),
         }
@@ -461,7 +501,7 @@ impl Runtime for DockerRuntime {
             .into_iter()
             .find(|c| c.id == id)
             .ok_or_else(|| {
-                RuntimeError::Api(format!(
+                RuntimeError::NotFound(format!(
                     "container {} ({id}) vanished right after its start",
                     req.name
                 ))
@@ -657,6 +697,14 @@ fn unix_timestamp(t: SystemTime) -> String {
 fn map_err(e: DockerError) -> RuntimeError {
     match e {
         DockerError::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => RuntimeError::NotFound(format!("404: {message}")),
+        DockerError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } => RuntimeError::Conflict(format!("409: {message}")),
+        DockerError::DockerResponseServerError {
             status_code,
             message,
         } => RuntimeError::Api(format!("{status_code}: {message}")),
@@ -781,6 +829,18 @@ mod tests {
         assert!(is_status(&e, &[404, 500]));
         assert!(!is_status(&e, &[404]));
         assert!(matches!(map_err(e), RuntimeError::Api(m) if m == "500: boom"));
+        let gone = map_err(DockerError::DockerResponseServerError {
+            status_code: 404,
+            message: "No such container: x".into(),
+        });
+        assert!(gone.is_not_found() && !gone.is_unavailable(), "{gone:?}");
+        assert_eq!(gone.to_string(), "Docker: 404: No such container: x");
+        let taken = map_err(DockerError::DockerResponseServerError {
+            status_code: 409,
+            message: "name in use".into(),
+        });
+        assert!(matches!(&taken, RuntimeError::Conflict(m) if m == "409: name in use"));
+        assert!(!taken.is_unavailable());
         assert!(map_err(DockerError::RequestTimeoutError).is_unavailable());
         assert!(map_err(DockerError::SocketNotFoundError("/x.sock".into())).is_unavailable());
     }

@@ -24,7 +24,7 @@
 //! [`MemoryRuntime::new`] has no latency and no faults (the controller's unit tests);
 //! [`MemoryRuntime::simulated`] has the latencies measured on the reference host.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -34,19 +34,19 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+use super::cgroup::RawSample;
 use super::{
     labels, ContainerInfo, CreateRequest, EventStream, RunState, Runtime, RuntimeError,
-    RuntimeEvent,
+    RuntimeEvent, UsageReading,
 };
 use crate::api::Probe;
-use crate::sampler::cgroup::RawSample;
 
 /// How long a call that "times out" hangs before it fails, as the Docker client's
 /// request timeout.
 pub const CALL_TIMEOUT: Duration = super::docker::REQUEST_TIMEOUT;
 
 /// How long a probe of a hung container takes to give up, as the real TCP probe.
-pub const PROBE_TIMEOUT: Duration = crate::probe::CONNECT_TIMEOUT;
+pub const PROBE_TIMEOUT: Duration = super::readiness::CONNECT_TIMEOUT;
 
 /// Calls made, by kind.
 #[derive(Debug, Default)]
@@ -675,6 +675,25 @@ impl MemoryRuntime {
             .is_some_and(|e| e.answers(now))
     }
 
+    /// The cumulative usage counters of one container, as its cgroup would show them:
+    /// `None` for a container that does not run (it has no cgroup) or is not ours (the
+    /// read is recorded in [`MemoryRuntime::touches`]).
+    pub fn usage_of(&self, id: &str) -> Option<RawSample> {
+        let now = Instant::now();
+        let mut m = self.model();
+        let e = m.containers.get(id)?;
+        if e.foreign {
+            let what = format!("usage read of {} ({id}), which is not ours", e.info.name);
+            m.touch(what);
+            return None;
+        }
+        if e.info.state != RunState::Running {
+            // A stopped container has no cgroup.
+            return None;
+        }
+        m.account(id, now)
+    }
+
     /// Makes the next `n` probes of a container fail (a network blip): the container
     /// itself is fine.
     pub fn fail_probes(&self, id: &str, n: u32) {
@@ -933,7 +952,7 @@ impl Runtime for MemoryRuntime {
                 .map(|(id, e)| (id.clone(), e.foreign));
             match conflict {
                 Some((id, true)) => {
-                    return Err(RuntimeError::Api(format!(
+                    return Err(RuntimeError::Conflict(format!(
                         "409: the name {} is taken by container {id}, which is not ours",
                         req.name
                     )));
@@ -996,7 +1015,7 @@ impl Runtime for MemoryRuntime {
             };
             let ready = m.latency.ready + slow_ready;
             let Some(e) = m.containers.get_mut(&id) else {
-                return Err(RuntimeError::Api(format!(
+                return Err(RuntimeError::NotFound(format!(
                     "container {} ({id}) vanished right after its start",
                     req.name
                 )));
@@ -1179,20 +1198,14 @@ impl Runtime for MemoryRuntime {
         answer && self.answers(id)
     }
 
-    fn read_usage(&self, id: &str) -> Option<RawSample> {
-        let now = Instant::now();
-        let mut m = self.model();
-        let e = m.containers.get(id)?;
-        if e.foreign {
-            let what = format!("usage read of {} ({id}), which is not ours", e.info.name);
-            m.touch(what);
-            return None;
-        }
-        if e.info.state != RunState::Running {
-            // A stopped container has no cgroup.
-            return None;
-        }
-        m.account(id, now)
+    fn read_usage(
+        &self,
+        due: &[String],
+        _running: &HashSet<String>,
+    ) -> HashMap<String, UsageReading> {
+        due.iter()
+            .filter_map(|id| Some((id.clone(), UsageReading::Cumulative(self.usage_of(id)?))))
+            .collect()
     }
 
     fn events(&self) -> EventStream {
@@ -1234,15 +1247,19 @@ mod tests {
     use futures_util::StreamExt;
 
     fn request(pool: &str, name: &str, instance: &str) -> CreateRequest {
-        let yaml = format!(
-            "apiVersion: invok.dev/v1alpha1\nkind: FunctionPool\nmetadata:\n  name: {pool}\nspec:\n  image: img\n"
-        );
-        let spec =
-            crate::manifest::load_str(std::path::Path::new("x.yaml"), &yaml, &Default::default())
-                .pools
-                .remove(pool)
-                .expect("valid")
-                .spec;
+        let manifest = crate::api::FunctionPool {
+            api_version: crate::api::API_VERSION.into(),
+            kind: crate::api::KIND.into(),
+            metadata: crate::api::ObjectMeta {
+                name: pool.into(),
+                ..Default::default()
+            },
+            spec: crate::api::FunctionPoolSpec {
+                image: "img".into(),
+                ..Default::default()
+            },
+        };
+        let spec = manifest.validate(&Default::default()).expect("valid");
         CreateRequest {
             name: name.into(),
             pool: pool.into(),
@@ -1311,7 +1328,9 @@ mod tests {
         assert_eq!(listed, std::slice::from_ref(&ours.id));
         assert!(rt.touches().is_empty());
         assert!(rt.remove(&theirs, Duration::ZERO).await.is_err());
-        assert!(rt.read_usage(&plain).is_none());
+        assert!(rt
+            .read_usage(std::slice::from_ref(&plain), &HashSet::new())
+            .is_empty());
         assert!(rt.create(&other).await.is_err());
         assert_eq!(rt.touches().len(), 3, "{:?}", rt.touches());
         assert_eq!(rt.snapshot().len(), 3, "nothing foreign was removed");
@@ -1365,21 +1384,21 @@ mod tests {
                 rss: 100_000_000,
             },
         );
-        let before = rt.read_usage(&a.id).unwrap();
+        let before = rt.usage_of(&a.id).unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let after = rt.read_usage(&a.id).unwrap();
+        let after = rt.usage_of(&a.id).unwrap();
         let cores = (after.cpu_ns - before.cpu_ns) as f64 / 2e9;
         assert!((cores - 0.5).abs() < 1e-6, "{cores}");
         assert_eq!(after.rss, BASE_RSS + 50_000_000);
         rt.kill(&b.id);
         rt.set_load("web", Load { cpu: 4.0, rss: 0 });
-        let before = rt.read_usage(&a.id).unwrap();
+        let before = rt.usage_of(&a.id).unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let after = rt.read_usage(&a.id).unwrap();
+        let after = rt.usage_of(&a.id).unwrap();
         let cores = (after.cpu_ns - before.cpu_ns) as f64 / 1e9;
         assert!((cores - CPU_OVERSHOOT).abs() < 1e-6, "{cores}");
         assert!(
-            rt.read_usage(&b.id).is_none(),
+            rt.usage_of(&b.id).is_none(),
             "an exited container has no cgroup"
         );
     }

@@ -4,11 +4,20 @@
 //! runs against the real daemon ([`docker::DockerRuntime`]) and, in unit tests, against
 //! an in-memory fake. Every call is idempotent in the way a reconciler needs: removing
 //! something already gone, or starting something already running, is not an error.
+//!
+//! No Docker (bollard) type crosses the trait: what is Docker's own stays in here, the
+//! readiness check of a published port ([`readiness`]) and the container usage read from
+//! Docker's cgroup files ([`cgroup`]) or its stats streams ([`stats`], chosen by
+//! [`usage`]).
 
+pub mod cgroup;
 pub mod docker;
 pub mod memory;
+pub mod readiness;
+pub mod stats;
+pub mod usage;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
@@ -16,7 +25,8 @@ use std::time::{Duration, SystemTime};
 use futures_util::Stream;
 
 use crate::api::{ContainerTemplate, Probe};
-use crate::sampler::cgroup::RawSample;
+use cgroup::RawSample;
+use stats::StatsSample;
 
 /// Label keys that mark what Invok owns. The operator never touches a container that
 /// lacks its own `managed-by` and `instance` labels.
@@ -149,12 +159,32 @@ pub struct RuntimeEvent {
     pub action: String,
 }
 
+/// What a runtime can say about a running container's usage ([`Runtime::read_usage`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UsageReading {
+    /// Cumulative counters (the cgroup files; the in-memory runtime's model): the CPU
+    /// usage is the difference to the previous reading, over the time between the two.
+    Cumulative(RawSample),
+    /// The latest message of a Docker stats stream, which measures CPU over its own
+    /// window (see [`stats`]): nothing to subtract.
+    Message(StatsSample),
+}
+
 /// Why a runtime call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     /// The daemon could not be reached.
     #[error("Docker is unreachable: {0}")]
     Unavailable(String),
+    /// What the call names does not exist (Docker answered 404): a container removed
+    /// meanwhile, or never there. Calls for which "already gone" is success (remove)
+    /// return `Ok` instead.
+    #[error("Docker: {0}")]
+    NotFound(String),
+    /// The call conflicts with what exists (Docker answered 409): a container name
+    /// taken by a container that is not ours.
+    #[error("Docker: {0}")]
+    Conflict(String),
     /// The image is not present and could not be pulled.
     #[error("image {image} is not available locally and could not be pulled: {reason}")]
     ImageUnavailable {
@@ -172,6 +202,11 @@ impl RuntimeError {
     /// True when the daemon could not be reached at all (as opposed to refusing a call).
     pub fn is_unavailable(&self) -> bool {
         matches!(self, RuntimeError::Unavailable(_))
+    }
+
+    /// True when what the call named does not exist ([`RuntimeError::NotFound`]).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, RuntimeError::NotFound(_))
     }
 }
 
@@ -223,25 +258,25 @@ pub trait Runtime: Send + Sync + 'static {
         let probe = probe.clone();
         async move {
             match port {
-                Some(port) => crate::probe::probe_once(&probe, port).await,
+                Some(port) => readiness::probe_once(&probe, port).await,
                 None => false,
             }
         }
     }
 
-    /// Cumulative usage counters of a container, when the runtime keeps them itself.
+    /// One tick of the sampler: a usage reading for each container of `due` (running
+    /// containers whose pool wants a sample now) that the runtime can read, keyed by id;
+    /// one it cannot read is left out. `running` holds every running container: what
+    /// the runtime keeps for any other (a Docker stats stream) is dropped.
     ///
-    /// `None` (the default) means "read this host's cgroup files", which is right for
-    /// Docker; the in-memory runtime returns the synthetic load of the simulation.
-    fn read_usage(&self, _id: &str) -> Option<RawSample> {
-        None
-    }
-
-    /// The bollard client, when this runtime is Docker (for the stats-API fallback of
-    /// the sampler); `None` for other runtimes.
-    fn docker_client(&self) -> Option<bollard::Docker> {
-        None
-    }
+    /// Docker reads the cgroup files, or follows its stats streams where none is
+    /// readable ([`usage`], `INVOK_SAMPLER`); the in-memory runtime returns the
+    /// synthetic load of the simulation.
+    fn read_usage(
+        &self,
+        due: &[String],
+        running: &HashSet<String>,
+    ) -> HashMap<String, UsageReading>;
 
     /// Events for this instance's containers, from now on. The stream ends or errors when
     /// the connection drops; the caller resubscribes and relists.

@@ -1,21 +1,24 @@
 //! The metrics sampler: CPU and memory of every running container, for all pools.
 //!
-//! One loop samples every container at its pool's `pollInterval`. It reads the cgroup
-//! files straight from `/sys/fs/cgroup` (microseconds per container); where they cannot
-//! be read (a remote daemon) it falls back to Docker's streaming stats API, one
-//! long-lived stream per container, never a blocking `stream=false` call per tick.
+//! One loop asks the runtime, at each pool's `pollInterval`, for usage readings of the
+//! pool's running containers ([`Runtime::read_usage`]), turns them into usage figures and
+//! records them in the observed store, waking a pool's reconcile when a container's load
+//! state changes or stays overloaded. Where the readings come from is the runtime's
+//! business: Docker reads the cgroup files straight from `/sys/fs/cgroup` (microseconds
+//! per container) and follows its streaming stats API where they cannot be read
+//! ([`crate::runtime::usage`]); the in-memory runtime answers from its model.
 //!
 //! CPU usage is a fraction of the container's CPU limit (one core without one), from 0.0
-//! to 1.0. From the cgroup files it needs two samples: the CPU-time delta over the
-//! wall-clock delta. A stats message carries its own two readings (see [`stats`]).
-//! Either way the figure is clamped at the limit ([`cpu_fraction`]): the CFS quota is
-//! enforced per 100 ms period, so a container pinned at its limit reads 1.02-1.05 of it
-//! over a 1 s window, and more over shorter ones; unclamped, that tipped the scaler's
-//! `ceil(sum of usage / threshold)` over the next integer (three containers for a load
-//! that needed two).
-
-pub mod cgroup;
-pub mod stats;
+//! to 1.0. From cumulative counters (the cgroup files) it needs two readings: the
+//! CPU-time delta over the wall-clock delta. A stats message carries its own two readings
+//! (see [`crate::runtime::stats`]). Either way the figure is clamped at the limit
+//! ([`cpu_fraction`]): the CFS quota is enforced per 100 ms period, so a container pinned
+//! at its limit reads 1.02-1.05 of it over a 1 s window, and more over shorter ones;
+//! unclamped, that tipped the scaler's `ceil(sum of usage / threshold)` over the next
+//! integer (three containers for a load that needed two).
+//!
+//! The sampler sees nothing of the controller: it is given the runtime, the store, a way
+//! to read the pools' specs and a trigger ([`run`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -23,10 +26,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::controller::Shared;
-use crate::runtime::Runtime;
+use crate::api::EffectiveSpec;
+use crate::runtime::cgroup::RawSample;
+use crate::runtime::stats::StatsSample;
+use crate::runtime::{Runtime, UsageReading};
 use crate::scaler::Usage;
-use cgroup::{CgroupError, CgroupReader, RawSample};
+use crate::scheduler::Trigger;
+use crate::store::ObservedStore;
+
+pub use crate::runtime::usage::Source;
 
 /// The sampler never ticks faster than this, whatever the pools ask.
 const MIN_TICK: Duration = Duration::from_millis(200);
@@ -57,7 +65,8 @@ pub fn cpu_fraction(cores: f64, cpu_capacity: f64) -> f64 {
 /// Turns two cumulative samples into a usage figure, CPU clamped by [`cpu_fraction`].
 ///
 /// ```
-/// use invok::sampler::{cgroup::RawSample, usage_between};
+/// use invok::runtime::cgroup::RawSample;
+/// use invok::sampler::usage_between;
 /// use std::time::Duration;
 /// let a = RawSample { cpu_ns: 0, rss: 10 };
 /// let b = RawSample { cpu_ns: 500_000_000, rss: 20 };
@@ -77,80 +86,51 @@ pub fn usage_between(prev: RawSample, now: RawSample, wall: Duration, cpu_capaci
     }
 }
 
-/// Where the sampler reads usage from, chosen with `INVOK_SAMPLER` (for figures and for
-/// hosts where one path misbehaves).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// `auto` (the default): cgroup files, the stats API when none is readable.
-    Auto,
-    /// `cgroup`: cgroup files only, never the stats API.
-    Cgroup,
-    /// `stats`: Docker's streaming stats API only, even where cgroup files are readable.
-    Stats,
+/// The usage a stats message reports, CPU as a fraction of `cpu_capacity` cores clamped
+/// to 0.0-1.0 (see [`cpu_fraction`]); `None` without a CPU figure (a stream's first
+/// message).
+///
+/// ```
+/// use invok::runtime::stats::StatsSample;
+/// use invok::sampler::message_usage;
+/// // 0.26 cores against a 0.25-core limit (CFS granularity): at the limit, not above.
+/// let s = StatsSample { cpu_cores: Some(0.26), rss: 4096, cpu_ns: 1 };
+/// let u = message_usage(&s, 0.25).unwrap();
+/// assert_eq!((u.cpu, u.rss), (1.0, 4096));
+/// assert_eq!(message_usage(&StatsSample { cpu_cores: None, ..s }, 0.25), None);
+/// ```
+pub fn message_usage(message: &StatsSample, cpu_capacity: f64) -> Option<Usage> {
+    Some(Usage {
+        cpu: cpu_fraction(message.cpu_cores?, cpu_capacity),
+        rss: message.rss,
+    })
 }
 
-impl Source {
-    /// Parses `auto`, `cgroup` or `stats`.
-    ///
-    /// ```
-    /// use invok::sampler::Source;
-    /// assert_eq!(Source::parse("stats"), Ok(Source::Stats));
-    /// assert!(Source::parse("cgroups").is_err());
-    /// ```
-    pub fn parse(s: &str) -> Result<Source, String> {
-        match s.trim() {
-            "" | "auto" => Ok(Source::Auto),
-            "cgroup" => Ok(Source::Cgroup),
-            "stats" => Ok(Source::Stats),
-            other => Err(format!(
-                "INVOK_SAMPLER: {other:?} is not one of auto, cgroup, stats"
-            )),
-        }
-    }
-
-    /// `INVOK_SAMPLER`, or `auto` when unset.
-    pub fn from_env() -> Result<Source, String> {
-        std::env::var("INVOK_SAMPLER")
-            .map(|v| Source::parse(&v))
-            .unwrap_or(Ok(Source::Auto))
-    }
-}
+/// The pools' effective specs by name, read by the sampler on every tick (for each
+/// pool's poll interval, CPU capacity and thresholds).
+pub type SpecLookup = Arc<dyn Fn() -> HashMap<String, Arc<EffectiveSpec>> + Send + Sync>;
 
 struct Last {
-    /// The cgroup sample of the last read; `None` when it came from the stats API (a
-    /// stats message carries its own window, nothing to subtract).
+    /// The cumulative sample of the last reading; `None` when it was a stats message (a
+    /// message carries its own window, nothing to subtract).
     sample: Option<RawSample>,
     at: Instant,
 }
 
-/// Where one container's usage came from this tick.
-enum Reading {
-    /// A cumulative cgroup sample: usage needs the previous one.
-    Cgroup(RawSample),
-    /// A stats message's own figure.
-    Stats(Usage),
-}
-
-/// Samples until cancelled (the controller aborts it on shutdown).
-pub async fn run<R: Runtime>(shared: Arc<Shared<R>>) {
-    let reader = CgroupReader::detect();
-    let source = Source::from_env().unwrap_or_else(|e| {
-        tracing::error!("{e}; sampling with auto");
-        Source::Auto
-    });
-    let mut fallback: Option<stats::StatsSampler> = None;
+/// Samples until cancelled (the controller aborts it on shutdown): usage of `runtime`'s
+/// running containers (as `store` lists them) of the pools `specs` declares, recorded in
+/// `store`; `trigger` wakes a pool whose container changed load state or stays
+/// overloaded.
+pub async fn run<R: Runtime>(
+    runtime: Arc<R>,
+    store: Arc<ObservedStore>,
+    specs: SpecLookup,
+    trigger: Trigger,
+) {
     let mut last: HashMap<String, Last> = HashMap::new();
-    let mut logged_layout = false;
-    let mut missing: HashSet<String> = HashSet::new();
     loop {
-        let running = shared.store.running();
-        let specs: HashMap<String, Arc<crate::api::EffectiveSpec>> = {
-            let d = shared.desired();
-            d.pools
-                .iter()
-                .map(|(k, v)| (k.clone(), v.spec.clone()))
-                .collect()
-        };
+        let running = store.running();
+        let specs = specs();
         let tick = specs
             .values()
             .map(|s| s.scaling.poll_interval)
@@ -158,50 +138,32 @@ pub async fn run<R: Runtime>(shared: Arc<Shared<R>>) {
             .unwrap_or(Duration::from_secs(2))
             .max(MIN_TICK);
         let now = Instant::now();
-        let mut cgroup_failed: Vec<String> = Vec::new();
-        // Containers whose cgroup was missing last tick too: a container that vanished
-        // between list and read is no sign that cgroup files are unreadable here.
-        let missing_before = std::mem::take(&mut missing);
-        for (id, (pool, _name)) in &running {
-            let Some(spec) = specs.get(pool) else {
+        // The containers whose pool wants a sample now.
+        let due: Vec<(&String, &String, &Arc<EffectiveSpec>)> = running
+            .iter()
+            .filter_map(|(id, (pool, _name))| {
+                let spec = specs.get(pool)?;
+                if let Some(l) = last.get(id) {
+                    // Sample each pool at its own interval (with a little slack for jitter).
+                    if now.saturating_duration_since(l.at) + MIN_TICK / 2
+                        < spec.scaling.poll_interval
+                    {
+                        return None;
+                    }
+                }
+                Some((id, pool, spec))
+            })
+            .collect();
+        let due_ids: Vec<String> = due.iter().map(|(id, _, _)| (*id).clone()).collect();
+        let live: HashSet<String> = running.keys().cloned().collect();
+        let mut readings = runtime.read_usage(&due_ids, &live);
+        for (id, pool, spec) in due {
+            let Some(reading) = readings.remove(id) else {
                 continue;
             };
-            if let Some(l) = last.get(id) {
-                // Sample each pool at its own interval (with a little slack for jitter).
-                if now.saturating_duration_since(l.at) + MIN_TICK / 2 < spec.scaling.poll_interval {
-                    continue;
-                }
-            }
-            let read = if let Some(sample) = shared.runtime.read_usage(id) {
-                Ok(sample)
-            } else if source == Source::Stats {
-                Err(CgroupError::NotFound)
-            } else {
-                reader.read(id)
-            };
             let capacity = spec.template.cpu_capacity();
-            let reading = match read {
-                Ok(s) => Some(Reading::Cgroup(s)),
-                Err(e) => {
-                    if !matches!(e, CgroupError::NotFound) {
-                        tracing::debug!(container = %id, "cgroup read failed: {e}");
-                    }
-                    cgroup_failed.push(id.clone());
-                    fallback
-                        .as_ref()
-                        .and_then(|f| f.usage(id, capacity))
-                        .map(Reading::Stats)
-                }
-            };
-            let Some(reading) = reading else { continue };
-            if !logged_layout && matches!(reading, Reading::Cgroup(_)) {
-                if let Some(layout) = reader.layout() {
-                    tracing::info!("sampling container usage from cgroup files ({layout})");
-                    logged_layout = true;
-                }
-            }
             let (usage, sample) = match reading {
-                Reading::Cgroup(sample) => {
+                UsageReading::Cumulative(sample) => {
                     let usage = last.get(id).and_then(|prev| {
                         Some(usage_between(
                             prev.sample?,
@@ -212,61 +174,32 @@ pub async fn run<R: Runtime>(shared: Arc<Shared<R>>) {
                     });
                     (usage, Some(sample))
                 }
-                Reading::Stats(usage) => (Some(usage), None),
+                UsageReading::Message(message) => {
+                    let Some(usage) = message_usage(&message, capacity) else {
+                        continue;
+                    };
+                    (Some(usage), None)
+                }
             };
             if let Some(usage) = usage {
-                if let Some(change) = shared.store.record_usage(id, usage, spec, now) {
+                if let Some(change) = store.record_usage(id, usage, spec, now) {
                     tracing::info!(
                         "Container {} status changed from {} to {}",
                         change.name,
                         change.from,
                         change.to
                     );
-                    shared.trigger.now(pool);
+                    trigger.now(pool);
                 } else if usage.cpu > spec.scaling.cpu_overload_threshold
                     || usage.rss > spec.scaling.memory_overload_threshold
                 {
                     // Still overloaded: let the scaler look again with the fresh sample.
-                    shared.trigger.now(pool);
+                    trigger.now(pool);
                 }
             }
             last.insert(id.clone(), Last { sample, at: now });
         }
-        // No cgroup file readable at all (a remote daemon): follow Docker's stats streams.
-        // A local container that vanished between list and read is no reason to.
-        missing = cgroup_failed.iter().cloned().collect();
-        if source == Source::Auto {
-            cgroup_failed.retain(|id| missing_before.contains(id));
-        }
-        let use_stats = match source {
-            Source::Auto => reader.layout().is_none(),
-            Source::Cgroup => false,
-            Source::Stats => true,
-        };
-        if !cgroup_failed.is_empty() && use_stats {
-            if let Some(docker) = shared.runtime.docker_client() {
-                let f = fallback.get_or_insert_with(|| {
-                    if source == Source::Stats {
-                        tracing::info!(
-                            "INVOK_SAMPLER=stats: sampling through the Docker stats API"
-                        );
-                    } else {
-                        tracing::info!(
-                            "cgroup files not readable; sampling through the Docker stats API"
-                        );
-                    }
-                    stats::StatsSampler::new(docker)
-                });
-                for id in &cgroup_failed {
-                    f.track(id);
-                }
-            }
-        }
-        let live: HashSet<String> = running.keys().cloned().collect();
         last.retain(|id, _| live.contains(id));
-        if let Some(f) = &fallback {
-            f.untrack_missing(&live);
-        }
         tokio::time::sleep(tick).await;
     }
 }
@@ -305,6 +238,29 @@ mod tests {
             let cpu = usage_between(at(0), at(100), one_s, capacity).cpu;
             assert!((0.0..=1.0).contains(&cpu), "{capacity}: {cpu}");
         }
+    }
+
+    #[test]
+    fn usage_of_a_stats_message_pinned_at_its_limit_is_clamped_to_the_limit() {
+        // The message `runtime::stats` parses for 0.2625 cores (1.05 of a 0.25-core limit,
+        // CFS period granularity over a 1 s window): reported as 1.0.
+        let s = StatsSample {
+            cpu_cores: Some(0.2625),
+            rss: 4000,
+            cpu_ns: 10_262_500_000,
+        };
+        let u = message_usage(&s, 0.25).unwrap();
+        assert_eq!(u.cpu, 1.0);
+        assert_eq!(u.rss, 4000);
+        // Below the limit the figure is kept as it is.
+        let half = message_usage(&s, 0.5).unwrap().cpu;
+        assert!((half - 0.525).abs() < 1e-9, "{half}");
+        // A message without a previous reading (a stream's first) has no usage.
+        let first = StatsSample {
+            cpu_cores: None,
+            ..s
+        };
+        assert_eq!(message_usage(&first, 0.25), None);
     }
 
     #[test]

@@ -7,9 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use invok::sampler::cgroup::{CgroupReader, RawSample};
-use invok::sampler::stats::{StatsSample, StatsSampler};
-use invok::sampler::usage_between;
+use invok::runtime::cgroup::{CgroupReader, RawSample};
+use invok::runtime::docker::DockerRuntime;
+use invok::runtime::stats::StatsSample;
+use invok::sampler::{message_usage, usage_between};
 
 use super::support;
 
@@ -52,14 +53,10 @@ fn read(reader: &CgroupReader, id: &str) -> RawSample {
         .unwrap_or_else(|e| panic!("cgroup read of {id}: {e}"))
 }
 
-/// A bollard client on the local daemon, on `rt`.
-fn bollard(rt: &tokio::runtime::Runtime) -> bollard::Docker {
-    rt.block_on(async {
-        bollard::Docker::connect_with_local_defaults()?
-            .negotiate_version()
-            .await
-    })
-    .unwrap_or_else(|e| panic!("Docker does not answer on the local socket ({e})"))
+/// The Docker runtime of `instance` on the local daemon, on `rt`.
+fn docker_runtime(rt: &tokio::runtime::Runtime, instance: &str) -> DockerRuntime {
+    rt.block_on(DockerRuntime::connect(instance.to_string()))
+        .unwrap_or_else(|e| panic!("Docker does not answer on the local socket ({e})"))
 }
 
 /// Usage figures of one path, for the checks and the failure message.
@@ -105,7 +102,7 @@ impl Figures {
 /// divides the daemon's ~1 s between messages by the sampler's tick.
 ///
 /// What must hold: on both sampler paths, the cgroup files (`usage_between`, 500 ms and
-/// 1 s windows) and the stats stream (`StatsSampler::usage`, each message's own window),
+/// 1 s windows) and the stats stream (`message_usage`, each message's own window),
 /// every figure of a container burning more than its limit is within 0.0-1.0 of the
 /// limit, and at least half of them read 0.8 or more: it is pinned, and a host busy with
 /// the other tests may steal some windows, never most of them.
@@ -124,7 +121,7 @@ fn cpu_of_a_container_pinned_at_its_limit_never_reads_above_the_limit() {
         .build()
         .unwrap();
     let _enter = rt.enter();
-    let stats = StatsSampler::new(bollard(&rt));
+    let stats = docker_runtime(&rt, &instance.0).stats_sampler();
     stats.track(&id);
     let reader = CgroupReader::detect();
     // Burn one core inside a quarter-core limit; removing the container ends the request.
@@ -178,8 +175,8 @@ fn cpu_of_a_container_pinned_at_its_limit_never_reads_above_the_limit() {
         }
         let message = stats.latest(&id);
         if message != last_message {
-            // What `StatsSampler::usage` returns for this message.
-            if let Some((m, u)) = message.and_then(|m| Some((m, m.usage(LIMIT)?))) {
+            // The usage the sampler makes of this message.
+            if let Some((m, u)) = message.and_then(|m| Some((m, message_usage(&m, LIMIT)?))) {
                 streamed.push(u.cpu, m.cpu_cores.unwrap_or(f64::NAN) / LIMIT);
             }
             last_message = message;

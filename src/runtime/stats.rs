@@ -1,5 +1,6 @@
 //! Container usage from Docker's stats API, for when the cgroup files cannot be read (a
-//! remote daemon, or a layout [`super::cgroup::CgroupReader`] does not know).
+//! remote daemon, or a layout [`super::cgroup::CgroupReader`] does not know). Part of the
+//! runtime because it is Docker's own stream; [`super::usage`] decides when to follow it.
 //!
 //! One long-lived streaming request (`stream=true`) per container: the daemon pushes a
 //! sample about once a second and [`StatsSampler::latest`] returns the newest one without
@@ -23,9 +24,9 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::task::AbortHandle;
 
-use crate::scaler::Usage;
-
-/// What one stats message says about a container.
+/// What one stats message says about a container. The sampler turns it into a usage
+/// figure with `invok::sampler::message_usage` (CPU as a fraction of the container's
+/// limit, clamped to it).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StatsSample {
     /// Cores used over the message's own window (`cpu_stats` minus `precpu_stats`), as
@@ -39,26 +40,6 @@ pub struct StatsSample {
     /// to tell messages apart and to compare with the cgroup files. CPU usage comes from
     /// [`StatsSample::cpu_cores`], never from deltas of this across messages.
     pub cpu_ns: u64,
-}
-
-impl StatsSample {
-    /// The usage this message reports, CPU as a fraction of `cpu_capacity` cores clamped
-    /// to 0.0-1.0 (see [`super::cpu_fraction`]); `None` without a CPU figure.
-    ///
-    /// ```
-    /// use invok::sampler::stats::StatsSample;
-    /// // 0.26 cores against a 0.25-core limit (CFS granularity): at the limit, not above.
-    /// let s = StatsSample { cpu_cores: Some(0.26), rss: 4096, cpu_ns: 1 };
-    /// let u = s.usage(0.25).unwrap();
-    /// assert_eq!((u.cpu, u.rss), (1.0, 4096));
-    /// assert_eq!(StatsSample { cpu_cores: None, ..s }.usage(0.25), None);
-    /// ```
-    pub fn usage(&self, cpu_capacity: f64) -> Option<Usage> {
-        Some(Usage {
-            cpu: super::cpu_fraction(self.cpu_cores?, cpu_capacity),
-            rss: self.rss,
-        })
-    }
 }
 
 struct Entry {
@@ -79,6 +60,7 @@ type Entries = Arc<Mutex<HashMap<String, Entry>>>;
 
 /// Follows the stats streams of a set of containers and keeps the latest sample of each.
 ///
+/// Made by [`super::docker::DockerRuntime::stats_sampler`], on that runtime's daemon.
 /// Background tasks run on the Tokio runtime [`StatsSampler::track`] is called from; they
 /// are all aborted when the sampler is dropped.
 pub struct StatsSampler {
@@ -102,7 +84,7 @@ fn lock(entries: &Entries) -> MutexGuard<'_, HashMap<String, Entry>> {
 
 impl StatsSampler {
     /// A sampler that talks to this daemon. Starts nothing until [`track`](Self::track).
-    pub fn new(docker: Docker) -> Self {
+    pub(crate) fn new(docker: Docker) -> Self {
         StatsSampler {
             docker,
             entries: Arc::new(Mutex::new(HashMap::new())),
@@ -181,10 +163,11 @@ impl StatsSampler {
             .and_then(|e| e.latest)
     }
 
-    /// The usage of the latest message of the container `id` (see
-    /// [`StatsSample::usage`]): `None` until a message with a CPU figure has arrived.
-    pub fn usage(&self, id: &str, cpu_capacity: f64) -> Option<Usage> {
-        self.latest(id)?.usage(cpu_capacity)
+    /// The latest message of the container `id` if it carries a CPU figure (see
+    /// [`StatsSample::cpu_cores`]): `None` until a message with one has arrived, and as
+    /// [`latest`](Self::latest) says.
+    pub fn latest_with_cpu(&self, id: &str) -> Option<StatsSample> {
+        self.latest(id).filter(|s| s.cpu_cores.is_some())
     }
 }
 
@@ -366,7 +349,6 @@ mod tests {
         let s = raw_sample(&parse(&first)).unwrap();
         assert_eq!(s.cpu_cores, None);
         assert_eq!(s.rss, 4000);
-        assert_eq!(s.usage(0.25), None);
         // No host time passed, or a counter went back: no figure either.
         assert_eq!(cores_of(&message(5, 1000, 4, 1000, 2)), None);
         assert_eq!(cores_of(&message(5, 900, 4, 1000, 2)), None);
@@ -376,9 +358,10 @@ mod tests {
     }
 
     #[test]
-    fn usage_of_a_container_pinned_at_its_limit_is_clamped_to_the_limit() {
-        // 0.2625 cores against a 0.25-core limit reads 1.05 of it (CFS period
-        // granularity over a 1 s window): reported as 1.0.
+    fn a_container_pinned_at_its_limit_reads_the_cores_it_used_unclamped() {
+        // 0.2625 cores against a 0.25-core limit (CFS period granularity over a 1 s
+        // window): the message says what it measured; the sampler clamps it to the limit
+        // (`sampler::message_usage`, tested there with this very sample).
         let json = message(
             10_262_500_000,
             1_002_000_000_000,
@@ -388,12 +371,8 @@ mod tests {
         );
         let s = raw_sample(&parse(&json)).unwrap();
         assert!(s.cpu_cores.unwrap() > 0.26);
-        let u = s.usage(0.25).unwrap();
-        assert_eq!(u.cpu, 1.0);
-        assert_eq!(u.rss, 4000);
-        // Below the limit the figure is kept as it is.
-        let half = s.usage(0.5).unwrap().cpu;
-        assert!((half - 0.525).abs() < 1e-9, "{half}");
+        assert!((s.cpu_cores.unwrap() - 0.2625).abs() < 1e-9, "{s:?}");
+        assert_eq!(s.rss, 4000);
     }
 
     #[test]
@@ -514,7 +493,7 @@ mod tests {
         // The stream ended (a dockerd restart): its last figure is not republished.
         tokio::time::advance(STALE_AFTER).await;
         assert_eq!(sampler.latest("a"), None);
-        assert_eq!(sampler.usage("a", 1.0), None);
+        assert_eq!(sampler.latest_with_cpu("a"), None);
     }
 
     #[tokio::test]

@@ -1,5 +1,9 @@
 //! Container usage read straight from the cgroup files of the local kernel.
 //!
+//! Part of the runtime because the paths are Docker's: where its cgroup driver puts a
+//! container's cgroup, named by the container id. [`super::usage`] decides when to read
+//! them.
+//!
 //! Reading two small files costs microseconds per container, where one Docker stats call
 //! (`stream=false`) takes one to two seconds. The reader finds a container's cgroup under
 //! every layout Docker uses on Linux:
@@ -113,11 +117,11 @@ const NONE: usize = usize::MAX;
 /// Cheap to share: `read` takes `&self` and the reader is `Send + Sync`.
 ///
 /// ```no_run
-/// use invok::sampler::cgroup::CgroupReader;
+/// use invok::runtime::cgroup::CgroupReader;
 /// let reader = CgroupReader::detect();
 /// let sample = reader.read("4f3c...full container id...")?;
 /// println!("{} ns CPU, {} bytes RSS ({:?})", sample.cpu_ns, sample.rss, reader.layout());
-/// # Ok::<(), invok::sampler::cgroup::CgroupError>(())
+/// # Ok::<(), invok::runtime::cgroup::CgroupError>(())
 /// ```
 #[derive(Debug)]
 pub struct CgroupReader {
