@@ -9,6 +9,7 @@
 //! The socket-level check lives with the runtime that publishes the ports
 //! ([`crate::runtime::readiness`]); it is re-exported here, where users of
 //! `invok::probe` find it.
+#![deny(clippy::too_many_lines)]
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

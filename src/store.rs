@@ -500,19 +500,33 @@ mod tests {
     //! The gateway's pick: which container of a pool gets the next request.
 
     use std::collections::{BTreeMap, HashSet};
-    use std::path::Path;
     use std::time::SystemTime;
 
     use super::*;
 
-    const MANIFEST: &str = "apiVersion: invok.dev/v1alpha1\nkind: FunctionPool\nmetadata:\n  name: web\nspec:\n  image: invok/demo-fn:latest\n  scaling:\n    cpuOverloadThreshold: 0.70\n    memoryOverloadThreshold: 300M\n    cooldownCpuThreshold: 0.10\n";
-
+    /// A pool with the seed's thresholds (0.70 CPU, 300M memory, 0.10 cooldown).
     fn spec() -> EffectiveSpec {
-        crate::manifest::load_str(Path::new("web.yaml"), MANIFEST, &Default::default())
-            .pools
-            .remove("web")
-            .expect("the test manifest is valid")
-            .spec
+        use crate::api::{FunctionPool, FunctionPoolSpec, IntOrString, ObjectMeta, Scaling};
+        FunctionPool {
+            api_version: crate::api::API_VERSION.into(),
+            kind: crate::api::KIND.into(),
+            metadata: ObjectMeta {
+                name: "web".into(),
+                ..Default::default()
+            },
+            spec: FunctionPoolSpec {
+                image: "invok/demo-fn:latest".into(),
+                scaling: Some(Scaling {
+                    cpu_overload_threshold: Some(0.70),
+                    memory_overload_threshold: Some(IntOrString::String("300M".into())),
+                    cooldown_cpu_threshold: Some(0.10),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        }
+        .validate(&Default::default())
+        .expect("the test pool is valid")
     }
 
     fn info(pool: &str, id: &str, state: RunState, port: Option<u16>) -> ContainerInfo {

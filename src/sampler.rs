@@ -19,8 +19,9 @@
 //!
 //! The sampler sees nothing of the controller: it is given the runtime, the store, a way
 //! to read the pools' specs and a trigger ([`run`]).
+#![deny(clippy::too_many_lines)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -138,22 +139,7 @@ pub async fn run<R: Runtime>(
             .unwrap_or(Duration::from_secs(2))
             .max(MIN_TICK);
         let now = Instant::now();
-        // The containers whose pool wants a sample now.
-        let due: Vec<(&String, &String, &Arc<EffectiveSpec>)> = running
-            .iter()
-            .filter_map(|(id, (pool, _name))| {
-                let spec = specs.get(pool)?;
-                if let Some(l) = last.get(id) {
-                    // Sample each pool at its own interval (with a little slack for jitter).
-                    if now.saturating_duration_since(l.at) + MIN_TICK / 2
-                        < spec.scaling.poll_interval
-                    {
-                        return None;
-                    }
-                }
-                Some((id, pool, spec))
-            })
-            .collect();
+        let due = due(&running, &specs, &last, now);
         let due_ids: Vec<String> = due.iter().map(|(id, _, _)| (*id).clone()).collect();
         let live: HashSet<String> = running.keys().cloned().collect();
         let mut readings = runtime.read_usage(&due_ids, &live);
@@ -161,46 +147,90 @@ pub async fn run<R: Runtime>(
             let Some(reading) = readings.remove(id) else {
                 continue;
             };
-            let capacity = spec.template.cpu_capacity();
-            let (usage, sample) = match reading {
-                UsageReading::Cumulative(sample) => {
-                    let usage = last.get(id).and_then(|prev| {
-                        Some(usage_between(
-                            prev.sample?,
-                            sample,
-                            now.saturating_duration_since(prev.at),
-                            capacity,
-                        ))
-                    });
-                    (usage, Some(sample))
-                }
-                UsageReading::Message(message) => {
-                    let Some(usage) = message_usage(&message, capacity) else {
-                        continue;
-                    };
-                    (Some(usage), None)
-                }
+            let Some((usage, sample)) = usage_of(reading, last.get(id), spec, now) else {
+                continue;
             };
             if let Some(usage) = usage {
-                if let Some(change) = store.record_usage(id, usage, spec, now) {
-                    tracing::info!(
-                        "Container {} status changed from {} to {}",
-                        change.name,
-                        change.from,
-                        change.to
-                    );
-                    trigger.now(pool);
-                } else if usage.cpu > spec.scaling.cpu_overload_threshold
-                    || usage.rss > spec.scaling.memory_overload_threshold
-                {
-                    // Still overloaded: let the scaler look again with the fresh sample.
-                    trigger.now(pool);
-                }
+                record(&store, &trigger, id, pool, spec, usage, now);
             }
             last.insert(id.clone(), Last { sample, at: now });
         }
         last.retain(|id, _| live.contains(id));
         tokio::time::sleep(tick).await;
+    }
+}
+
+/// The running containers whose pool wants a sample now: each pool at its own
+/// interval, with a little slack for jitter.
+fn due<'a>(
+    running: &'a BTreeMap<String, (String, String)>,
+    specs: &'a HashMap<String, Arc<EffectiveSpec>>,
+    last: &HashMap<String, Last>,
+    now: Instant,
+) -> Vec<(&'a String, &'a String, &'a Arc<EffectiveSpec>)> {
+    running
+        .iter()
+        .filter_map(|(id, (pool, _name))| {
+            let spec = specs.get(pool)?;
+            let sampled_recently = last.get(id).is_some_and(|l| {
+                now.saturating_duration_since(l.at) + MIN_TICK / 2 < spec.scaling.poll_interval
+            });
+            (!sampled_recently).then_some((id, pool, spec))
+        })
+        .collect()
+}
+
+/// A reading as usage (none yet for a first cumulative sample) and the cumulative
+/// sample to keep for the next one; `None` for a stats message without a CPU figure.
+fn usage_of(
+    reading: UsageReading,
+    last: Option<&Last>,
+    spec: &EffectiveSpec,
+    now: Instant,
+) -> Option<(Option<Usage>, Option<RawSample>)> {
+    let capacity = spec.template.cpu_capacity();
+    match reading {
+        UsageReading::Cumulative(sample) => {
+            let usage = last.and_then(|prev| {
+                Some(usage_between(
+                    prev.sample?,
+                    sample,
+                    now.saturating_duration_since(prev.at),
+                    capacity,
+                ))
+            });
+            Some((usage, Some(sample)))
+        }
+        UsageReading::Message(message) => {
+            message_usage(&message, capacity).map(|usage| (Some(usage), None))
+        }
+    }
+}
+
+/// Records a container's usage and wakes its pool when its load state changed (the
+/// seed's log line) or it stays overloaded (the scaler looks again with the fresh
+/// sample).
+fn record(
+    store: &ObservedStore,
+    trigger: &Trigger,
+    id: &str,
+    pool: &str,
+    spec: &EffectiveSpec,
+    usage: Usage,
+    now: Instant,
+) {
+    if let Some(change) = store.record_usage(id, usage, spec, now) {
+        tracing::info!(
+            "Container {} status changed from {} to {}",
+            change.name,
+            change.from,
+            change.to
+        );
+        trigger.now(pool);
+    } else if usage.cpu > spec.scaling.cpu_overload_threshold
+        || usage.rss > spec.scaling.memory_overload_threshold
+    {
+        trigger.now(pool);
     }
 }
 
