@@ -3,21 +3,21 @@
 //!
 //! Everything is read and validated first, then planned against the directory, and only
 //! then written: an invalid input, or a plan that cannot be carried out, changes
-//! nothing. Each pool lives in its own file, written atomically (a hidden temporary file
-//! in the same directory, then a rename), so the operator's watcher never sees half a
-//! file. Also home of the helpers `diff` and `delete` share: reading inputs, indexing the
-//! directory's documents, atomic writes.
+//! nothing. Each pool lives in its own file, written atomically
+//! ([`invok::manifest::files::atomic_write`]), so the operator's watcher never sees
+//! half a file. `diff` is apply's plan without the writes.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use invok::api::{FunctionPool, ScalingDefaults, GROUP, KIND};
-use invok::manifest::{self, ManifestSet};
+use invok::manifest::{self, files, ManifestSet};
 
 use super::client::{Client, PoolReport, ServerArgs};
+use super::manifests::{manifest_files, parse_timeout, DirArgs, DirIndex, InputArgs};
 use super::EXIT_OK;
 
 /// Apply FunctionPool manifests to the operator's manifest directory.
@@ -64,43 +64,6 @@ pub struct Args {
     server: ServerArgs,
 }
 
-/// `-f` and `-R`, as kubectl takes them.
-#[derive(clap::Args, Clone, Debug)]
-pub struct InputArgs {
-    /// A manifest file, a directory of them, or `-` for stdin (repeatable).
-    #[arg(
-        short = 'f',
-        long = "filename",
-        value_name = "FILE|DIR|-",
-        required = true
-    )]
-    pub files: Vec<PathBuf>,
-    /// Also read the subdirectories of directories given with -f.
-    #[arg(short = 'R', long)]
-    pub recursive: bool,
-}
-
-/// `--manifests`: the directory `invok run` watches.
-#[derive(clap::Args, Clone, Debug)]
-pub struct DirArgs {
-    /// The manifest directory the operator watches.
-    #[arg(
-        long,
-        env = "INVOK_MANIFESTS",
-        default_value = "./manifests",
-        value_name = "DIR"
-    )]
-    pub manifests: PathBuf,
-}
-
-/// Parses `--wait=TIMEOUT` (`30s`, `2m`, a number of seconds).
-pub fn parse_timeout(s: &str) -> Result<Duration, String> {
-    match invok::api::parse_duration(s)? {
-        d if d.is_zero() => Err("must be greater than 0".into()),
-        d => Ok(d),
-    }
-}
-
 /// A pool read from the input, with the text to write for it.
 pub struct InputPool {
     /// The pool's name.
@@ -133,8 +96,7 @@ pub fn read_inputs(input: &InputArgs) -> anyhow::Result<Vec<InputPool>> {
         }
         let meta = std::fs::metadata(f).with_context(|| format!("{}: cannot read", f.display()))?;
         if meta.is_dir() {
-            list_manifest_files(f, input.recursive, &mut files)
-                .with_context(|| format!("{}: cannot read directory", f.display()))?;
+            files.extend(manifest_files(f, input.recursive)?);
         } else {
             files.push(f.clone());
         }
@@ -167,8 +129,8 @@ pub fn read_inputs(input: &InputArgs) -> anyhow::Result<Vec<InputPool>> {
     }
     let mut docs: BTreeMap<String, String> = BTreeMap::new();
     for (_, text) in &texts {
-        for d in split_documents(text) {
-            if let Some(name) = pool_name(&d) {
+        for d in files::split_documents(text) {
+            if let Some(name) = files::pool_name(&d) {
                 docs.entry(name).or_insert(d);
             }
         }
@@ -206,64 +168,6 @@ fn merge(set: &mut ManifestSet, more: ManifestSet) {
     }
 }
 
-/// The manifest files of a directory as `-f DIR` reads them: the top level only unless
-/// `recursive`; hidden files and editor temporaries skipped.
-pub fn list_manifest_files(
-    dir: &Path,
-    recursive: bool,
-    out: &mut Vec<PathBuf>,
-) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() && recursive => list_manifest_files(&path, true, out)?,
-            Ok(m) if m.is_file() && manifest::is_manifest_file(&path) => out.push(path),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// Splits YAML text into its documents, each from its `---` line (if any) up to the
-/// next one. Joined back together they give the text unchanged.
-pub fn split_documents(text: &str) -> Vec<String> {
-    let mut docs = vec![String::new()];
-    for line in text.split_inclusive('\n') {
-        let is_separator = line
-            .strip_prefix("---")
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']));
-        if is_separator {
-            docs.push(String::new());
-        }
-        docs.last_mut().expect("one document").push_str(line);
-    }
-    docs
-}
-
-/// The name of the FunctionPool a document declares, if it declares one (valid or not).
-pub fn pool_name(doc: &str) -> Option<String> {
-    let value: serde_yaml::Value = serde_yaml::from_str(doc).ok()?;
-    let api_version = value.get("apiVersion")?.as_str()?;
-    let (group, _) = api_version.rsplit_once('/')?;
-    if group != GROUP || value.get("kind")?.as_str()? != KIND {
-        return None;
-    }
-    Some(value.get("metadata")?.get("name")?.as_str()?.to_string())
-}
-
-/// True when a document holds nothing (blank lines, comments, a lone `---`).
-fn is_blank(doc: &str) -> bool {
-    matches!(
-        serde_yaml::from_str::<serde_yaml::Value>(doc),
-        Ok(serde_yaml::Value::Null)
-    )
-}
-
 /// The text of one input document as a file of its own: its lines as written (comments
 /// kept), without its `---` line. Falls back to a canonical rendering if that text
 /// would not read back as the same pool.
@@ -292,77 +196,6 @@ fn standalone(doc: &str, manifest: &FunctionPool, defaults: &ScalingDefaults) ->
 
 fn canonical(manifest: &FunctionPool) -> String {
     serde_yaml::to_string(manifest).expect("a FunctionPool serializes")
-}
-
-/// Where a pool is declared in the manifest directory.
-#[derive(Clone, Debug)]
-pub struct Declared {
-    /// The file.
-    pub file: PathBuf,
-    /// Which of its documents ([`split_documents`]).
-    pub doc: usize,
-}
-
-/// The FunctionPool documents of the manifest directory, by pool name, and each file's
-/// documents.
-pub struct DirIndex {
-    /// The directory.
-    pub dir: PathBuf,
-    /// Pool name -> every place that declares it (more than one is an error).
-    pub pools: BTreeMap<String, Vec<Declared>>,
-    /// File -> its documents.
-    pub files: BTreeMap<PathBuf, Vec<String>>,
-}
-
-impl DirIndex {
-    /// Reads every manifest file of `dir` as the operator does (recursively).
-    pub fn read(dir: &Path) -> anyhow::Result<DirIndex> {
-        match std::fs::metadata(dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => bail!("--manifests {}: not a directory", dir.display()),
-            Err(e) => bail!(
-                "manifest directory {}: {e}; create it, or point --manifests (INVOK_MANIFESTS) at the directory `invok run` watches",
-                dir.display()
-            ),
-        }
-        let mut paths = Vec::new();
-        list_manifest_files(dir, true, &mut paths)
-            .with_context(|| format!("reading {}", dir.display()))?;
-        let mut index = DirIndex {
-            dir: dir.to_path_buf(),
-            pools: BTreeMap::new(),
-            files: BTreeMap::new(),
-        };
-        for path in paths {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("{}: cannot read", path.display()))?;
-            let docs = split_documents(&text);
-            for (i, d) in docs.iter().enumerate() {
-                if let Some(name) = pool_name(d) {
-                    index.pools.entry(name).or_default().push(Declared {
-                        file: path.clone(),
-                        doc: i,
-                    });
-                }
-            }
-            index.files.insert(path, docs);
-        }
-        Ok(index)
-    }
-
-    /// True when `file` holds no document but `doc`.
-    pub fn holds_only(&self, file: &Path, doc: usize) -> bool {
-        self.files.get(file).is_some_and(|docs| {
-            docs.iter()
-                .enumerate()
-                .all(|(i, d)| i == doc || is_blank(d))
-        })
-    }
-
-    /// The text of `file`.
-    pub fn text(&self, file: &Path) -> String {
-        self.files.get(file).map(|d| d.concat()).unwrap_or_default()
-    }
 }
 
 /// What applying one pool does.
@@ -478,47 +311,6 @@ pub fn plan(index: &DirIndex, pools: &[InputPool]) -> anyhow::Result<Vec<Change>
     Ok(changes)
 }
 
-/// Replaces `path` with `text` atomically: a hidden temporary file in the same directory
-/// (ignored by the operator's reader), flushed to disk, then renamed over the target.
-pub fn atomic_write(path: &Path, text: &str) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: not a file path", path.display()))?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            f.set_permissions(meta.permissions())?;
-        }
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // Make the rename itself durable; not every filesystem allows syncing a directory.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.with_context(|| format!("writing {}", path.display()))
-}
-
-/// Removes `path`, making the removal durable.
-pub fn remove_file(path: &Path) -> anyhow::Result<()> {
-    std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
-    if let Some(d) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 pub fn run(args: Args) -> anyhow::Result<u8> {
     let pools = read_inputs(&args.input)?;
     let index = DirIndex::read(&args.dir.manifests)?;
@@ -526,7 +318,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let suffix = if args.dry_run { " (dry run)" } else { "" };
     for c in &changes {
         if c.outcome != Outcome::Unchanged && !args.dry_run {
-            atomic_write(&c.file, &c.new)?;
+            files::atomic_write(&c.file, &c.new)
+                .with_context(|| format!("writing {}", c.file.display()))?;
         }
         println!("functionpool/{} {}{suffix}", c.name, c.outcome);
     }
@@ -671,33 +464,4 @@ fn wait_ready(client: &Client, pools: &[InputPool], timeout: Duration) -> anyhow
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn documents_split_and_join_back_to_the_same_text() {
-        let text = "# head\na: 1\n---\nb: 2\n--- # c\nc: 3\n---x: no\n";
-        let docs = split_documents(text);
-        assert_eq!(docs.len(), 3);
-        assert_eq!(docs[1], "---\nb: 2\n");
-        assert_eq!(docs[2], "--- # c\nc: 3\n---x: no\n");
-        assert_eq!(docs.concat(), text);
-    }
-
-    #[test]
-    fn pool_names_come_only_from_invok_function_pools() {
-        let pool =
-            "apiVersion: invok.dev/v1alpha1\nkind: FunctionPool\nmetadata: {name: web}\nspec: {}\n";
-        assert_eq!(pool_name(pool).as_deref(), Some("web"));
-        assert_eq!(
-            pool_name("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\n"),
-            None
-        );
-        assert_eq!(pool_name("# only a comment\n"), None);
-        assert!(is_blank("---\n# only a comment\n"));
-        assert!(!is_blank(pool));
-    }
 }

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::apply::{self, DirArgs, DirIndex};
 use super::client::{Client, PoolReport, ServerArgs};
+use super::manifests::{self, DirArgs, DirIndex};
 use super::{EXIT_FAILURE, EXIT_OK};
+use invok::manifest::files;
 
 /// Delete pools: remove their documents from the manifest directory.
 ///
@@ -50,7 +51,7 @@ pub struct Args {
         num_args = 0..=1,
         require_equals = true,
         default_missing_value = "5m",
-        value_parser = apply::parse_timeout
+        value_parser = manifests::parse_timeout
     )]
     wait: Option<Duration>,
     #[command(flatten)]
@@ -67,10 +68,7 @@ fn names_in_files(args: &Args) -> anyhow::Result<Vec<String>> {
                 .context("reading stdin")?;
             vec![text]
         } else if f.is_dir() {
-            let mut files = Vec::new();
-            apply::list_manifest_files(f, args.recursive, &mut files)
-                .with_context(|| format!("{}: cannot read directory", f.display()))?;
-            files
+            manifests::manifest_files(f, args.recursive)?
                 .iter()
                 .map(|p| {
                     std::fs::read_to_string(p)
@@ -84,9 +82,9 @@ fn names_in_files(args: &Args) -> anyhow::Result<Vec<String>> {
         let before = names.len();
         for t in texts {
             names.extend(
-                apply::split_documents(&t)
+                files::split_documents(&t)
                     .iter()
-                    .filter_map(|d| apply::pool_name(d)),
+                    .filter_map(|d| files::pool_name(d)),
             );
         }
         if names.len() == before {
@@ -127,17 +125,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 .filter(|(i, _)| !drop.contains(i))
                 .map(|(_, d)| d)
                 .collect();
-            let empty = rest.iter().all(|d| {
-                matches!(
-                    serde_yaml::from_str::<serde_yaml::Value>(d),
-                    Ok(serde_yaml::Value::Null)
-                )
-            });
-            if empty {
-                apply::remove_file(file)?;
+            if rest.iter().all(|d| files::is_blank(d)) {
+                files::remove_file(file).with_context(|| format!("removing {}", file.display()))?;
             } else {
                 let text: String = rest.into_iter().map(String::as_str).collect();
-                apply::atomic_write(file, &text)?;
+                files::atomic_write(file, &text)
+                    .with_context(|| format!("writing {}", file.display()))?;
             }
         }
     }

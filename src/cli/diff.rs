@@ -3,7 +3,8 @@
 
 use similar::TextDiff;
 
-use super::apply::{self, DirArgs, DirIndex, InputArgs, Outcome};
+use super::apply::{self, Outcome};
+use super::manifests::{DirArgs, DirIndex, InputArgs};
 
 /// Exit code when there is no difference.
 const NO_DIFF: u8 = 0;

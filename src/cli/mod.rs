@@ -14,6 +14,7 @@ mod diff;
 mod export;
 mod get;
 mod invoke;
+mod manifests;
 mod run;
 mod validate;
 

@@ -7,6 +7,7 @@
 //! [`ManifestSet::invalid_pools`] and [`ManifestSet::broken_files`] tell it which pools
 //! must keep their last valid spec instead of being pruned.
 
+pub mod files;
 mod positions;
 pub mod watch;
 
@@ -167,27 +168,25 @@ pub struct DirError {
     pub reason: String,
 }
 
-/// Reads a manifest directory (recursively) as the operator does.
+/// Reads a manifest directory (recursively) as the operator does, through
+/// [`files::walk`] (see there what symbolic links mean).
 ///
-/// Fails only when the directory itself is missing or unreadable; problems inside files
-/// are reported in the returned set.
+/// Fails only when the directory itself is missing or unreadable; problems inside it
+/// (files with errors, dangling links, subdirectories that cannot be listed) are
+/// reported in the returned set, and such a file holds prunes up.
 pub fn load_dir(dir: &Path, defaults: &ScalingDefaults) -> Result<ManifestSet, DirError> {
-    let meta = std::fs::metadata(dir).map_err(|e| DirError {
+    let dir_error = |reason: String| DirError {
         path: dir.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+        reason,
+    };
+    let meta = std::fs::metadata(dir).map_err(|e| dir_error(e.to_string()))?;
     if !meta.is_dir() {
-        return Err(DirError {
-            path: dir.to_path_buf(),
-            reason: "not a directory".into(),
-        });
+        return Err(dir_error("not a directory".into()));
     }
-    let mut files = Vec::new();
-    collect_files(dir, &mut files).map_err(|e| DirError {
-        path: dir.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    Ok(load_files(&files, defaults))
+    let walk = files::walk(dir, true).map_err(|e| dir_error(e.to_string()))?;
+    let mut set = ManifestSet::default();
+    add_walk_problems(&mut set, &walk);
+    Ok(merge_loaded(set, load_files(&walk.files, defaults)))
 }
 
 /// Reads files and directories as `invok validate` takes them: a file named explicitly is
@@ -197,19 +196,51 @@ pub fn load_paths(paths: &[PathBuf], defaults: &ScalingDefaults) -> ManifestSet 
     let mut set = ManifestSet::default();
     for p in paths {
         match std::fs::metadata(p) {
-            Ok(m) if m.is_dir() => {
-                if let Err(e) = collect_files(p, &mut files) {
-                    set.errors
-                        .push(file_error(p, format!("cannot read directory: {e}")));
+            Ok(m) if m.is_dir() => match files::walk(p, true) {
+                Ok(walk) => {
+                    add_walk_problems(&mut set, &walk);
+                    files.extend(walk.files);
                 }
-            }
+                Err(e) => set
+                    .errors
+                    .push(file_error(p, format!("cannot read directory: {e}"))),
+            },
             Ok(_) => files.push(p.clone()),
             Err(e) => set.errors.push(file_error(p, format!("cannot read: {e}"))),
         }
     }
-    let mut loaded = load_files(&files, defaults);
-    set.errors.append(&mut loaded.errors);
-    loaded.errors = set.errors;
+    merge_loaded(set, load_files(&files, defaults))
+}
+
+/// Records what a walk could not read (errors that hold prunes up) and skipped.
+fn add_walk_problems(set: &mut ManifestSet, walk: &files::Walk) {
+    for (path, why) in &walk.broken {
+        set.errors.push(file_error(path, why.clone()));
+        set.broken_files.insert(path.clone());
+        set.files.entry(path.clone()).or_default().errors += 1;
+    }
+    for (path, message) in &walk.notices {
+        set.notices.push(Notice {
+            location: Location {
+                file: path.clone(),
+                line: 1,
+                column: 1,
+            },
+            message: message.clone(),
+        });
+    }
+}
+
+/// `loaded` with the errors, notices and broken files found before loading first.
+fn merge_loaded(mut before: ManifestSet, mut loaded: ManifestSet) -> ManifestSet {
+    before.errors.append(&mut loaded.errors);
+    before.notices.append(&mut loaded.notices);
+    loaded.errors = before.errors;
+    loaded.notices = before.notices;
+    loaded.broken_files.append(&mut before.broken_files);
+    for (path, report) in before.files {
+        loaded.files.entry(path).or_insert(report);
+    }
     loaded
 }
 
@@ -237,25 +268,6 @@ pub fn is_manifest_file(path: &Path) -> bool {
         || name.ends_with(".swp")
         || name.ends_with(".tmp");
     !hidden_or_temp && (name.ends_with(".yaml") || name.ends_with(".yml"))
-}
-
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        // Follow symlinks (ConfigMap mounts link files into place).
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => collect_files(&path, out)?,
-            Ok(_) if is_manifest_file(&path) => out.push(path),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 fn file_error(file: &Path, message: String) -> ManifestError {

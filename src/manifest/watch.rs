@@ -39,3 +39,28 @@ pub fn watch_dir(
         _debouncer: debouncer,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[tokio::test]
+    async fn swapping_a_configmap_mounts_data_link_signals_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("..v1")).unwrap();
+        std::fs::write(root.join("..v1/web.yaml"), "a: 1\n").unwrap();
+        symlink("..v1", root.join("..data")).unwrap();
+        symlink("..data/web.yaml", root.join("web.yaml")).unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let _watcher = watch_dir(root, Duration::from_millis(50), tx).unwrap();
+        // Kubernetes' update: only hidden entries change; the visible link stays.
+        std::fs::create_dir(root.join("..v2")).unwrap();
+        std::fs::write(root.join("..v2/web.yaml"), "a: 2\n").unwrap();
+        symlink("..v2", root.join("..data_tmp")).unwrap();
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+        let signalled = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        assert_eq!(signalled, Ok(Some(())), "no change signalled within 10 s");
+    }
+}
