@@ -4,6 +4,11 @@
 //! As kube-runtime's `scheduler` + `runner`: a trigger for a pool that is already queued
 //! is dropped; a trigger for a pool that is running is remembered and runs once after it
 //! ends; a requeue is a timer, and when a pool has several timers the earliest wins.
+//!
+//! Written by hand: kube-runtime's scheduler and runner are tied to kube's object
+//! references and streams, and tokio-util's `DelayQueue` would need a key-to-handle map
+//! to keep "earliest wins" per pool; ordered maps do both in a few lines and give a
+//! start order that depends on nothing but the input (so simulation seeds replay).
 #![deny(clippy::too_many_lines)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};

@@ -8,6 +8,10 @@
 //! - the files inside each module directory (`controller/reconcile.rs` and its siblings,
 //!   with `mod.rs` as a node of its own whose `mod` and `pub use` lines do not count).
 //!
+//! Written by hand rather than run through `cargo modules`: that tool builds
+//! rust-analyzer (minutes on two cores) and is no library a test can call; naming
+//! modules in `use` paths is all this check needs.
+//!
 //! Either graph with a cycle fails, naming it. `cargo test --test architecture --
 //! --nocapture` prints both graphs; `INVOK_ARCH_SRC=/other/checkout/src` reads another
 //! tree instead (to compare with an older commit).

@@ -5,6 +5,12 @@
 //! (`512Mi`, `300M`, `1.5Gi`; `500ms`, `30s`, `2m`, `1h30m`). The raw form keeps what the
 //! user wrote (so `invok apply` can write it back unchanged); parsing into numbers happens
 //! during validation, where errors can name the field.
+//!
+//! Durations are parsed and printed by jiff. Memory quantities are parsed here by hand:
+//! k8s-openapi's `Quantity` is a string without arithmetic, and the small crates that
+//! parse Kubernetes quantities return floats or lack the errors this module gives (the
+//! "Kubernetes spells it" hint for `300MB`, overflow named as such); the grammar is a
+//! dozen suffixes, tested below.
 
 use std::fmt;
 use std::time::Duration;
