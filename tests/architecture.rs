@@ -47,11 +47,17 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The code of a file without comments (doc comments mention modules freely) and
-/// without `mod x;` declarations and `pub use` re-exports, which say where things are,
-/// not what depends on what.
+/// The code of a file without comments (doc comments mention modules freely), without
+/// `mod x;` declarations and `pub use` re-exports, which say where things are, not what
+/// depends on what, and without its inline test module.
 fn code(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap();
+    // An inline test module (`#[cfg(test)] mod tests { .. }`, last in the file by
+    // convention) reads everything by design, as `tests.rs` files do.
+    let text = match text.find("#[cfg(test)]\nmod tests {") {
+        Some(i) => &text[..i],
+        None => &text[..],
+    };
     let mut out = String::new();
     let mut in_reexport = false;
     for line in text.lines() {

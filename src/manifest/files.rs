@@ -19,8 +19,21 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::is_manifest_file;
 use crate::api::{GROUP, KIND};
+
+/// True for files a directory walk reads: `.yaml`/`.yml`, not hidden, not an editor's
+/// temporary or backup file.
+pub fn is_manifest_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let hidden_or_temp = name.starts_with('.')
+        || name.starts_with('#')
+        || name.ends_with('~')
+        || name.ends_with(".swp")
+        || name.ends_with(".tmp");
+    !hidden_or_temp && (name.ends_with(".yaml") || name.ends_with(".yml"))
+}
 
 /// What a walk found.
 #[derive(Debug, Default)]

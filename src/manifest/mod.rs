@@ -11,6 +11,8 @@ pub mod files;
 mod positions;
 pub mod watch;
 
+pub use files::is_manifest_file;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -254,20 +256,6 @@ pub fn load_str(file: &Path, text: &str, defaults: &ScalingDefaults) -> Manifest
     read_text(file, text, defaults, &mut set, &mut seen);
     count_errors_per_file(&mut set);
     set
-}
-
-/// True for files a directory walk reads: `.yaml`/`.yml`, not hidden, not an editor's
-/// temporary or backup file.
-pub fn is_manifest_file(path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-        return false;
-    };
-    let hidden_or_temp = name.starts_with('.')
-        || name.starts_with('#')
-        || name.ends_with('~')
-        || name.ends_with(".swp")
-        || name.ends_with(".tmp");
-    !hidden_or_temp && (name.ends_with(".yaml") || name.ends_with(".yml"))
 }
 
 fn file_error(file: &Path, message: String) -> ManifestError {
