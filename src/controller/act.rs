@@ -1,7 +1,8 @@
 //! Step 3 of a reconcile: carry out the plan through the [`Runtime`], and nothing else.
 //! Removals first (they free capacity; the planner never lowers ready capacity below
-//! the target), then creates, [`CREATE_PARALLELISM`] at a time. What happened goes back
-//! as an [`Outcome`] for the record step; no log line or event is written here.
+//! the target), then creates, [`CREATE_PARALLELISM`] at a time. Each removal and create
+//! is told to `report` as it happens, and the rest goes back as an [`Outcome`]: what is
+//! said about it (log lines, events) is the record step's, not written here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use futures_util::StreamExt;
 use rand::Rng;
 
 use super::context::Shared;
-use super::pass::{Decision, Outcome, Removed, Snapshot};
+use super::pass::{Decision, Happened, Outcome, Snapshot};
 use crate::api::EffectiveSpec;
 use crate::runtime::{CreateRequest, RunState, Runtime, RuntimeError};
 use crate::scaler::{Phase, RemoveReason};
@@ -33,6 +34,7 @@ pub(crate) async fn execute<R: Runtime>(
     ctx: &Arc<Shared<R>>,
     s: &Snapshot,
     d: &Decision,
+    report: &(dyn Fn(Happened) + Sync),
 ) -> Outcome {
     let mut out = Outcome::default();
     if d.plan.is_empty() {
@@ -46,17 +48,11 @@ pub(crate) async fn execute<R: Runtime>(
         let name = s
             .container(id)
             .map_or_else(|| id.clone(), |o| o.info.name.clone());
-        remove(ctx, id, name, *reason)
+        remove(ctx, id, name, *reason, report)
     }))
     .await;
-    for r in results {
-        match r {
-            Ok(Some(removed)) => out.removed.push(removed),
-            Ok(None) => {}
-            Err(e) => {
-                out.error.get_or_insert(e);
-            }
-        }
+    if let Some(e) = results.into_iter().find_map(Result::err) {
+        out.error = Some(e);
     }
     let room = room(ctx, s);
     debug_assert!(
@@ -80,18 +76,13 @@ pub(crate) async fn execute<R: Runtime>(
     }
     // Keep CREATE_PARALLELISM creates in flight (not batches that wait for their
     // slowest start).
-    let results: Vec<_> = futures_util::stream::iter((0..create).map(|_| create_one(ctx, s)))
-        .buffer_unordered(CREATE_PARALLELISM)
-        .collect()
-        .await;
-    for r in results {
-        match r {
-            Ok(Some(name)) => out.created.push(name),
-            Ok(None) => {}
-            Err(e) => {
-                out.error.get_or_insert(e);
-            }
-        }
+    let results: Vec<_> =
+        futures_util::stream::iter((0..create).map(|_| create_one(ctx, s, report)))
+            .buffer_unordered(CREATE_PARALLELISM)
+            .collect()
+            .await;
+    if let Some(e) = results.into_iter().find_map(Result::err) {
+        out.error.get_or_insert(e);
     }
     out
 }
@@ -109,15 +100,16 @@ fn room<R>(ctx: &Shared<R>, s: &Snapshot) -> usize {
     s.spec.scaling.max.saturating_add(1).saturating_sub(present)
 }
 
-/// Drains and removes one container; `None` when shutdown began first.
+/// Drains and removes one container, and reports it; nothing when shutdown began first.
 async fn remove<R: Runtime>(
     ctx: &Shared<R>,
     id: &str,
     name: String,
     reason: RemoveReason,
-) -> Result<Option<Removed>, RuntimeError> {
+    report: &(dyn Fn(Happened) + Sync),
+) -> Result<(), RuntimeError> {
     if ctx.is_stopping() {
-        return Ok(None);
+        return Ok(());
     }
     ctx.store.mark_draining(id);
     let grace = if reason == RemoveReason::Failed {
@@ -128,7 +120,8 @@ async fn remove<R: Runtime>(
     ctx.metrics
         .docker("remove", ctx.runtime.remove(id, grace).await)?;
     ctx.store.remove(id);
-    Ok(Some(Removed { name, reason }))
+    report(Happened::Removed { name, reason });
+    Ok(())
 }
 
 /// Makes sure the image and network of the current spec exist (once per spec hash).
@@ -163,14 +156,15 @@ pub(crate) fn container_name(pool: &str) -> String {
     format!("invok-{pool}-{suffix}")
 }
 
-/// Creates and starts one container of the snapshot's spec and starts its probe;
-/// `None` when shutdown began first.
+/// Creates and starts one container of the snapshot's spec, starts its probe, and
+/// reports it; nothing when shutdown began first.
 async fn create_one<R: Runtime>(
     ctx: &Shared<R>,
     s: &Snapshot,
-) -> Result<Option<String>, RuntimeError> {
+    report: &(dyn Fn(Happened) + Sync),
+) -> Result<(), RuntimeError> {
     if ctx.is_stopping() {
-        return Ok(None);
+        return Ok(());
     }
     let req = CreateRequest {
         name: container_name(&s.pool),
@@ -185,7 +179,8 @@ async fn create_one<R: Runtime>(
     let (id, name) = (info.id.clone(), info.name.clone());
     ctx.store.insert_created(info);
     ctx.prober.ensure(&id, &s.pool, &s.spec.readiness);
-    Ok(Some(name))
+    report(Happened::Created { name });
+    Ok(())
 }
 
 /// Removes every container of a pool that no manifest declares any more, then forgets
@@ -198,12 +193,19 @@ pub(crate) async fn prune<R: Runtime>(ctx: &Shared<R>, pool: &str) -> Result<(),
             containers.len()
         );
     }
-    let results = join_all(containers.iter().map(|o| async move {
-        let removed = remove(ctx, &o.info.id, o.info.name.clone(), RemoveReason::Pruned).await?;
-        if removed.is_some() {
-            tracing::info!("Removed container {} of deleted pool {pool}", o.info.name);
+    let report = |h: Happened| {
+        if let Happened::Removed { name, .. } = h {
+            tracing::info!("Removed container {name} of deleted pool {pool}");
         }
-        Ok::<(), RuntimeError>(())
+    };
+    let results = join_all(containers.iter().map(|o| {
+        remove(
+            ctx,
+            &o.info.id,
+            o.info.name.clone(),
+            RemoveReason::Pruned,
+            &report,
+        )
     }))
     .await;
     results.into_iter().collect::<Result<(), _>>()?;

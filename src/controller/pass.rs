@@ -1,5 +1,6 @@
 //! One reconcile pass as data: what it observed ([`Snapshot`]), what it decided
-//! ([`Decision`], a pure function of the snapshot) and what it did ([`Outcome`]). The
+//! ([`Decision`], a pure function of the snapshot) and what it did ([`Happened`], as it
+//! happened, and [`Outcome`]). The
 //! steps of [`super::reconcile`] hand these to each other, so each step reads alone.
 
 use std::sync::Arc;
@@ -83,21 +84,26 @@ pub(crate) struct Decision {
     pub memory: Memory,
 }
 
-/// A container removed by a pass.
-pub(crate) struct Removed {
-    /// Its name.
-    pub name: String,
-    /// Why.
-    pub reason: RemoveReason,
+/// One thing a pass did, reported by the executor as it happens (so log lines and
+/// events come when the container came or went, not when the pass ends).
+pub(crate) enum Happened {
+    /// A container was removed.
+    Removed {
+        /// Its name.
+        name: String,
+        /// Why.
+        reason: RemoveReason,
+    },
+    /// A container was created and started.
+    Created {
+        /// Its name.
+        name: String,
+    },
 }
 
-/// What a pass did.
+/// What a pass did, beyond what it reported as it happened.
 #[derive(Default)]
 pub(crate) struct Outcome {
-    /// Containers removed.
-    pub removed: Vec<Removed>,
-    /// Names of the containers created.
-    pub created: Vec<String>,
     /// Creates the plan wanted but the crash-loop backoff holds back this long.
     pub held_back: Option<Duration>,
     /// Shutdown had begun: nothing was done.

@@ -4,8 +4,9 @@
 //! 2. [`decide`]: the scaler's pure `decide` and `plan`, and the pool's new memory: a
 //!    pure function of the snapshot.
 //! 3. [`act::execute`]: a thin executor of the plan through the [`Runtime`].
-//! 4. [`record`]: status, events, metrics and log lines, once, from what happened; and
-//!    when to look again.
+//! 4. [`record`]: status, events, metrics and log lines, all written there: for the
+//!    decision before acting, for each removal and create as it happens, and for the
+//!    outcome, with when to look again.
 //!
 //! Errors and panics (bugs) never freeze a pool: they become a backoff requeue, a
 //! `Degraded` condition and a metric.
@@ -87,9 +88,10 @@ async fn reconcile_pool<R: Runtime>(
         Observation::Declared(snapshot) => {
             act::probe_starting(ctx, &snapshot);
             let decision = decide(&snapshot);
-            record::commit(ctx, pool, &decision.memory);
-            let outcome = act::execute(ctx, &snapshot, &decision).await;
-            record::pass(ctx, &snapshot, &decision, outcome)
+            record::decided(ctx, &snapshot, &decision);
+            let report = |h| record::happened(ctx, &snapshot, &decision, h);
+            let outcome = act::execute(ctx, &snapshot, &decision, &report).await;
+            record::acted(ctx, &snapshot, outcome)
         }
     }
 }

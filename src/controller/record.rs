@@ -1,6 +1,9 @@
-//! Step 4 of a reconcile: say what happened, once. Status (conditions, events, the last
-//! scale), metrics and the seed's log lines are all written here from a pass's
-//! [`Decision`] and [`Outcome`], and the pass's requeue [`Action`] is chosen here.
+//! What a reconcile says, all in one place: status (conditions, events, the last scale),
+//! metrics and the seed's log lines are written here, and only here, from a pass's
+//! [`Decision`] ([`decided`], before it acts, as the seed logs "Scaling up function"
+//! before the containers start), from each thing the executor did as it happened
+//! ([`happened`]), and from its [`Outcome`] ([`acted`], which also chooses the requeue
+//! [`Action`]).
 
 use std::any::Any;
 use std::time::Duration;
@@ -9,7 +12,7 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::context::Shared;
-use super::pass::{Decision, Memory, Outcome, Snapshot};
+use super::pass::{Decision, Happened, Memory, Outcome, Snapshot};
 use super::pools::PoolState;
 use super::status::{unix_now, PoolStatus, ScaleEvent};
 use crate::api::EffectiveSpec;
@@ -102,9 +105,16 @@ pub(crate) fn undeclared<R>(ctx: &Shared<R>, pool: &str, manifest_error: Option<
     }
 }
 
-/// Keeps a pass's decided memory (before it acts, so readers see the new target while
-/// containers start).
-pub(crate) fn commit<R>(ctx: &Shared<R>, pool: &str, m: &Memory) {
+/// Records a pass's decision before it acts: the pool's new memory (readers see the new
+/// target while containers start) and what the decision says (pool announced, invalid
+/// spec, scale up or down, at max, crash loop).
+pub(crate) fn decided<R>(ctx: &Shared<R>, s: &Snapshot, d: &Decision) {
+    commit(ctx, &s.pool, &d.memory);
+    ctx.pool_state(&s.pool, |state| record_decision(ctx, s, d, state));
+}
+
+/// Keeps a pass's decided memory.
+fn commit<R>(ctx: &Shared<R>, pool: &str, m: &Memory) {
     ctx.pool_state(pool, |s| {
         s.replicas = m.replicas;
         s.last_scale_up = m.last_scale_up;
@@ -120,18 +130,19 @@ pub(crate) fn commit<R>(ctx: &Shared<R>, pool: &str, m: &Memory) {
     });
 }
 
-/// Records a pass: what was decided, what was done, and when to look again. The first
-/// Docker error of the pass is its result.
-pub(crate) fn pass<R>(
+/// Records what a pass did after it acted; the first Docker error of the pass is its
+/// result, and a pass that succeeded says when to look again.
+pub(crate) fn acted<R>(
     ctx: &Shared<R>,
     s: &Snapshot,
-    d: &Decision,
     out: Outcome,
 ) -> Result<Action, RuntimeError> {
-    ctx.pool_state(&s.pool, |state| {
-        record_decision(ctx, s, d, state);
-        record_outcome(s, d, &out, state);
-    });
+    if let Some(wait) = out.held_back {
+        let message = format!("waiting {wait:?} before the next start");
+        ctx.pool_state(&s.pool, |state| {
+            state.status.event("Normal", "BackOff", message)
+        });
+    }
     if out.stopped {
         // Shutdown began: containers are left as they are.
         return Ok(Action::await_change());
@@ -213,46 +224,44 @@ fn record_scale<R>(ctx: &Shared<R>, pool: &str, d: &Decision, status: &mut PoolS
     );
 }
 
-fn record_outcome(s: &Snapshot, d: &Decision, out: &Outcome, state: &mut PoolState) {
+/// Records one removal or create, as the executor reports it.
+pub(crate) fn happened<R>(ctx: &Shared<R>, s: &Snapshot, d: &Decision, h: Happened) {
     let pool = &s.pool;
-    for r in &out.removed {
-        let name = &r.name;
-        match r.reason {
-            RemoveReason::Surplus if d.scale.reason == Reason::Idle => {
-                tracing::info!("Scaled down container {name} for function {pool}")
-            }
-            RemoveReason::Surplus => {
-                tracing::info!("Removed surplus container {name} of function {pool}")
-            }
-            RemoveReason::Outdated => {
-                tracing::info!("Replaced outdated container {name} of function {pool}")
-            }
-            RemoveReason::Failed => {
-                tracing::warn!("Removed failed container {name} of function {pool}")
-            }
-            RemoveReason::Retry => tracing::info!(
-                "Removed container {name} of function {pool} (an earlier removal had failed)"
-            ),
-            RemoveReason::Pruned => {}
+    let (reason, message) = match &h {
+        Happened::Removed { name, reason } => {
+            log_removal(pool, name, *reason, d.scale.reason);
+            (format!("{reason:?}"), format!("removed container {name}"))
         }
-        let reason = format!("{:?}", r.reason);
-        state
-            .status
-            .event("Normal", reason, format!("removed container {name}"));
-    }
-    for name in &out.created {
-        if d.load_scale_up {
+        Happened::Created { name } if d.load_scale_up => {
             tracing::info!("Successfully scaled up function {pool} with container {name}");
-        } else {
-            tracing::info!("Created container {name} for function {pool}");
+            ("Created".to_string(), format!("created container {name}"))
         }
-        state
-            .status
-            .event("Normal", "Created", format!("created container {name}"));
-    }
-    if let Some(wait) = out.held_back {
-        let message = format!("waiting {wait:?} before the next start");
-        state.status.event("Normal", "BackOff", message);
+        Happened::Created { name } => {
+            tracing::info!("Created container {name} for function {pool}");
+            ("Created".to_string(), format!("created container {name}"))
+        }
+    };
+    ctx.pool_state(pool, |state| state.status.event("Normal", reason, message));
+}
+
+fn log_removal(pool: &str, name: &str, why: RemoveReason, scaled: Reason) {
+    match why {
+        RemoveReason::Surplus if scaled == Reason::Idle => {
+            tracing::info!("Scaled down container {name} for function {pool}")
+        }
+        RemoveReason::Surplus => {
+            tracing::info!("Removed surplus container {name} of function {pool}")
+        }
+        RemoveReason::Outdated => {
+            tracing::info!("Replaced outdated container {name} of function {pool}")
+        }
+        RemoveReason::Failed => {
+            tracing::warn!("Removed failed container {name} of function {pool}")
+        }
+        RemoveReason::Retry => tracing::info!(
+            "Removed container {name} of function {pool} (an earlier removal had failed)"
+        ),
+        RemoveReason::Pruned => {}
     }
 }
 
