@@ -448,6 +448,156 @@ pub fn format_row(row: &[String], widths: &[usize]) -> String {
     line
 }
 
+/// Reports as a running operator serves them, built from the library's own types and
+/// serialized as the admin API does: the input of the printing tests.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use invok::api::{FunctionPool, ScalingDefaults};
+    use invok::controller::report::{ContainerReport, PoolReport, PoolSummary};
+    use invok::controller::status::{PoolStatus, ScaleEvent};
+    use invok::runtime::RunState;
+    use invok::scaler::{LoadState, Phase, Reason};
+
+    /// The clock the fixtures' times are relative to.
+    pub const NOW: u64 = 1_800_000_000;
+
+    const MANIFEST: &str = "\
+apiVersion: invok.dev/v1alpha1
+kind: FunctionPool
+metadata: {name: web}
+spec:
+  image: invok/demo-fn:latest
+  command: [/bin/sh, -c, serve]
+  env: [{name: GREETING, value: hi}, {name: MODE, value: fast}]
+  port: 9090
+  network: invok-network
+  resources: {cpus: 0.5, memory: 256Mi}
+  scaling:
+    minContainers: 1
+    maxContainers: 5
+    cpuOverloadThreshold: 0.7
+    memoryOverloadThreshold: 300M
+    cooldownCpuThreshold: 0.1
+    cooldownDuration: 1m30s
+    pollInterval: 500ms
+    targetConcurrency: 4
+  readiness: {path: /healthz}
+";
+
+    fn container(name: &str, phase: Phase, hash: &str) -> ContainerReport {
+        ContainerReport {
+            name: name.into(),
+            id: format!("{name}-id"),
+            state: RunState::Running,
+            phase,
+            ready: phase == Phase::Ready,
+            status: None,
+            cpu: None,
+            rss: None,
+            in_flight: 0,
+            age_seconds: 40,
+            host_port: None,
+            spec_hash: hash.into(),
+        }
+    }
+
+    /// The library's report of a pool with every section filled: a ready, a starting, a
+    /// failed and a draining container, conditions, a scale event and events.
+    pub fn full() -> PoolReport {
+        let pool: FunctionPool = serde_yaml::from_str(MANIFEST).unwrap();
+        let mut spec = pool.validate(&ScalingDefaults::default()).unwrap();
+        // Fixed, so the printed text does not move when the template gains a field.
+        spec.spec_hash = "d30f29dcb5e99689".into();
+        let hash = spec.spec_hash.clone();
+        let mut status = PoolStatus::default();
+        status.set_conditions(
+            (false, "NotEnoughReady", "1 of 2 ready".into()),
+            (true, "ContainersStarting", "1 starting".into()),
+            (false, "AsExpected", String::new()),
+        );
+        status.event("Normal", "PoolCreated", "pool web created");
+        status.event("Normal", "ScaledUp", "replicas 1 -> 2 (Cpu)");
+        status.event("Warning", "ContainerFailed", "web-3 exited 1");
+        for (e, ago) in status.events.iter_mut().zip([700, 65, 3]) {
+            e.time = NOW - ago;
+        }
+        let ready = ContainerReport {
+            status: Some(LoadState::Overloaded),
+            cpu: Some(0.853),
+            rss: Some(13_000_000),
+            in_flight: 2,
+            age_seconds: 200,
+            host_port: Some(32768),
+            ..container("web-1", Phase::Ready, &hash)
+        };
+        let starting = ContainerReport {
+            state: RunState::Created,
+            host_port: Some(32769),
+            ..container("web-2", Phase::Starting, &hash)
+        };
+        let failed = ContainerReport {
+            state: RunState::Exited,
+            ..container("web-3", Phase::Failed, "0ld")
+        };
+        let draining = ContainerReport {
+            cpu: Some(0.05),
+            rss: Some(2_000_000),
+            ..container("web-0", Phase::Draining, "0ld")
+        };
+        PoolReport {
+            name: "web".into(),
+            source: Some("manifests/web.yaml".into()),
+            spec: Some(spec),
+            summary: PoolSummary {
+                function_name: "web".into(),
+                container_count: 3,
+                healthy_containers: 0,
+                overloaded_containers: 1,
+                idle_containers: 0,
+                ready_containers: 1,
+                starting_containers: 1,
+                desired_containers: 2,
+                manifest_error: None,
+            },
+            desired_reason: Some(Reason::Cpu),
+            manifest_error: None,
+            last_error: Some("creating a container: no such image".into()),
+            containers: vec![draining, ready, starting, failed],
+            conditions: status.conditions,
+            observed_spec_hashes: vec!["0ld".into(), hash],
+            last_scale: Some(ScaleEvent {
+                time: NOW - 65,
+                direction: "up",
+                reason: Reason::Cpu,
+                from: 1,
+                to: 2,
+            }),
+            reconciles: 17,
+            events: status.events.into_iter().collect(),
+        }
+    }
+
+    /// A pool whose manifest turned invalid before any spec was in force.
+    pub fn invalid() -> PoolReport {
+        let mut r = full();
+        r.spec = None;
+        r.containers.clear();
+        r.conditions.clear();
+        r.events.clear();
+        r.last_scale = None;
+        r.desired_reason = None;
+        r.last_error = None;
+        r.manifest_error = Some("web.yaml:9:5: spec.scaling: min > max".into());
+        r.summary.manifest_error = r.manifest_error.clone();
+        r
+    }
+
+    /// `report` as the admin API serves it.
+    pub fn served(report: &PoolReport) -> serde_json::Value {
+        serde_json::to_value(report).unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

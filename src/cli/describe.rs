@@ -279,4 +279,79 @@ mod tests {
         assert!(text.contains("Containers:\n  <none>\n"), "{text}");
         assert!(text.contains("Events:\n  <none>\n"), "{text}");
     }
+
+    #[test]
+    fn a_full_report_prints_every_section() {
+        use super::client::fixture;
+        let r = PoolReport::from_json(&fixture::served(&fixture::full())).unwrap();
+        let text = render(&r, fixture::NOW);
+        assert_eq!(
+            text,
+            "\
+Name:               web
+Source:             manifests/web.yaml
+Status:             ContainersStarting
+Image:              invok/demo-fn:latest
+Command:            [\"/bin/sh\", \"-c\", \"serve\"]
+Port:               9090
+Network:            invok-network
+Environment:        GREETING=hi, MODE=fast
+Limits:             cpus 0.5, memory 256Mi
+Readiness:          HTTP GET /healthz (below 400 is ready)
+Containers:         min 1, max 5
+Overloaded:         CPU above 70% of the limit, or RSS above 286Mi
+Idle:               CPU below 10%; removed after 1m30s idle
+Poll interval:      500ms
+Target concurrency: 4 requests in flight per container
+Spec hash:          d30f29dcb5e99689
+Replicas:           2 desired (cpu), 3 current, 1 ready, 1 starting, 0 outdated
+Load:               0 healthy, 1 overloaded, 0 idle
+Last scale:         up 1 -> 2 (cpu), 65s ago
+Last error:         creating a container: no such image
+Reconciles:         17
+Conditions:
+  TYPE          STATUS   REASON               MESSAGE
+  Ready         False    NotEnoughReady       1 of 2 ready
+  Progressing   True     ContainersStarting   1 starting
+  Degraded      False    AsExpected
+Containers:
+  NAME    STATE      READY   STATUS       CPU   RSS      IN-FLIGHT   AGE     PORT    SPEC
+  web-0   draining   no      -            5%    1.9Mi    0           40s     -       outdated
+  web-1   running    yes     Overloaded   85%   12.4Mi   2           3m20s   32768   current
+  web-2   created    no      -            -     -        0           40s     32769   current
+  web-3   exited     no      -            -     -        0           40s     -       outdated
+Events:
+  AGE   TYPE      REASON            MESSAGE
+  11m   Normal    PoolCreated       pool web created
+  65s   Normal    ScaledUp          replicas 1 -> 2 (Cpu)
+  3s    Warning   ContainerFailed   web-3 exited 1
+"
+        );
+    }
+
+    #[test]
+    fn an_invalid_manifest_prints_its_error() {
+        use super::client::fixture;
+        let r = PoolReport::from_json(&fixture::served(&fixture::invalid())).unwrap();
+        let text = render(&r, fixture::NOW);
+        assert_eq!(
+            text,
+            "\
+Name:           web
+Source:         manifests/web.yaml
+Status:         InvalidSpec
+Replicas:       2 desired (-), 3 current, 1 ready, 1 starting, 0 outdated
+Load:           0 healthy, 1 overloaded, 0 idle
+Last scale:     <none>
+Manifest error: web.yaml:9:5: spec.scaling: min > max
+Reconciles:     17
+Conditions:
+  <none>
+Containers:
+  <none>
+Events:
+  <none>
+"
+        );
+    }
 }
