@@ -567,7 +567,7 @@ spec:
             observed_spec_hashes: vec!["0ld".into(), hash],
             last_scale: Some(ScaleEvent {
                 time: NOW - 65,
-                direction: "up",
+                direction: "up".into(),
                 reason: Reason::Cpu,
                 from: 1,
                 to: 2,
