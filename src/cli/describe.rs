@@ -1,6 +1,8 @@
 //! `invok describe`: everything a running operator knows about one pool, for people.
 
 use anyhow::bail;
+use invok::api::{format_duration, Probe};
+use invok::scaler::Phase;
 
 use super::client::{self, Client, PoolReport, ServerArgs};
 use super::EXIT_OK;
@@ -108,9 +110,9 @@ pub fn render(r: &PoolReport, now: u64) -> String {
             ),
             (
                 "Readiness",
-                match sp.readiness.get("path").and_then(|p| p.as_str()) {
-                    Some(path) => format!("HTTP GET {path} (below 400 is ready)"),
-                    None => "TCP connect to the port".into(),
+                match &sp.readiness {
+                    Probe::Http { path } => format!("HTTP GET {path} (below 400 is ready)"),
+                    Probe::Tcp => "TCP connect to the port".into(),
                 },
             ),
             ("Containers", format!("min {}, max {}", s.min, s.max)),
@@ -132,10 +134,10 @@ pub fn render(r: &PoolReport, now: u64) -> String {
                 format!(
                     "CPU below {}; removed after {} idle",
                     client::percent(s.cooldown_cpu_threshold),
-                    s.cooldown_duration
+                    format_duration(s.cooldown_duration)
                 ),
             ),
-            ("Poll interval", s.poll_interval.clone()),
+            ("Poll interval", format_duration(s.poll_interval)),
             (
                 "Target concurrency",
                 s.target_concurrency
@@ -151,7 +153,9 @@ pub fn render(r: &PoolReport, now: u64) -> String {
         format!(
             "{} desired ({}), {} current, {} ready, {} starting, {} outdated",
             sm.desired_containers,
-            r.desired_reason.as_deref().unwrap_or("-"),
+            r.desired_reason
+                .as_ref()
+                .map_or_else(|| "-".into(), client::word),
             sm.container_count,
             sm.ready_containers,
             sm.starting_containers,
@@ -173,7 +177,7 @@ pub fn render(r: &PoolReport, now: u64) -> String {
                 l.direction,
                 l.from,
                 l.to,
-                l.reason,
+                client::word(&l.reason),
                 client::age(now.saturating_sub(l.time))
             )
         })),
@@ -226,13 +230,13 @@ pub fn render(r: &PoolReport, now: u64) -> String {
     containers.extend(r.containers.iter().map(|c| {
         vec![
             c.name.clone(),
-            if c.phase == "draining" {
-                "draining".into()
+            if c.phase == Phase::Draining {
+                client::word(&c.phase)
             } else {
-                c.state.clone()
+                client::word(&c.state)
             },
             if c.ready { "yes" } else { "no" }.into(),
-            c.status.clone().unwrap_or_else(|| "-".into()),
+            c.status.as_ref().map_or_else(|| "-".into(), client::word),
             c.cpu.map(client::percent).unwrap_or_else(|| "-".into()),
             c.rss.map(client::bytes).unwrap_or_else(|| "-".into()),
             c.in_flight.to_string(),
@@ -270,11 +274,10 @@ mod tests {
 
     #[test]
     fn a_pool_without_containers_or_events_says_none() {
-        let r = PoolReport {
-            name: "web".into(),
-            ..Default::default()
-        };
-        let text = render(&r, 0);
+        let mut r = super::client::fixture::full();
+        r.containers.clear();
+        r.events.clear();
+        let text = render(&r.into(), 0);
         assert!(text.starts_with("Name:"), "{text}");
         assert!(text.contains("Containers:\n  <none>\n"), "{text}");
         assert!(text.contains("Events:\n  <none>\n"), "{text}");

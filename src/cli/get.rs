@@ -116,7 +116,9 @@ fn row(r: &PoolReport, wide: bool, now: u64) -> Vec<String> {
                 .unwrap_or_else(|| "-".into()),
             cpu,
             memory,
-            r.desired_reason.clone().unwrap_or_else(|| "-".into()),
+            r.desired_reason
+                .as_ref()
+                .map_or_else(|| "-".into(), client::word),
         ]);
     }
     cells
