@@ -328,7 +328,9 @@ impl fmt::Display for FieldError {
 }
 
 /// How a container is judged ready.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+///
+/// Read back with `Deserialize` from a pool report: `type` is never optional.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Probe {
     /// A TCP connect to the published port.
@@ -343,7 +345,11 @@ pub enum Probe {
 /// Scaling settings with every default applied and every invariant checked:
 /// `min <= max`, `max >= 1`, thresholds in (0, 1], `cooldown_cpu < cpu_overload`,
 /// `poll_interval > 0`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+///
+/// Read back with `Deserialize` from a pool report (durations in the text
+/// [`format_duration`] writes): `target_concurrency` reads as `None` when absent; every
+/// other field every operator sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScalingPolicy {
     /// Fewest containers kept.
@@ -367,7 +373,11 @@ pub struct ScalingPolicy {
 }
 
 /// What a container of the pool looks like; its hash tells old containers from new.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+///
+/// Read back with `Deserialize` from a pool report: the `Option` fields (`command`,
+/// `network`, `cpus`, `memory`) read as `None` when absent; every other field every
+/// operator sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerTemplate {
     /// Image reference.
@@ -402,7 +412,11 @@ impl ContainerTemplate {
 }
 
 /// A validated pool: the type the operator, the scaler and the gateway work with.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+///
+/// `Deserialize` reads back what an operator served in a pool report (every field is
+/// always sent, none is optional); it trusts that operator and checks nothing again.
+/// Input from anywhere else goes through [`FunctionPool::validate`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EffectiveSpec {
     /// The pool's name (a DNS-1123 label).
@@ -418,11 +432,16 @@ pub struct EffectiveSpec {
 }
 
 mod duration_text {
-    use serde::Serializer;
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&super::format_duration(*d))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_duration(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -1,10 +1,12 @@
 //! A small client of the admin API, for the commands that talk to a running operator
-//! (`get`, `describe`, `apply --wait`, `delete --wait`), and the report types they read.
+//! (`get`, `describe`, `apply --wait`, `delete --wait`), and what they ask of the
+//! reports it reads (the library's own types, read back from the server's JSON).
 //!
 //! Blocking on purpose: each command makes a handful of GETs, so the client owns a
 //! current-thread runtime and hides it. Every failure to reach the server becomes one
 //! line that names the address tried and what to do.
 
+use std::ops::Deref;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -12,7 +14,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde::Deserialize;
+use invok::controller::report::{self, ContainerReport};
+use invok::controller::status::Condition;
+use invok::scaler::Phase;
+use serde::{Deserialize, Serialize};
 
 /// Connecting to a loopback admin API is instant; a slow one is most likely wrong.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -173,30 +178,36 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
-/// A pool report (`GET /api/v1/pools/{name}`), the fields the commands print. Unknown
-/// fields are ignored, so a newer operator does not break an older command line.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct PoolReport {
-    pub name: String,
-    pub source: Option<String>,
-    pub spec: Option<Spec>,
-    pub summary: Summary,
-    pub desired_reason: Option<String>,
-    pub manifest_error: Option<String>,
-    pub last_error: Option<String>,
-    pub containers: Vec<Container>,
-    pub conditions: Vec<Condition>,
-    pub observed_spec_hashes: Vec<String>,
-    pub last_scale: Option<Scale>,
-    pub reconciles: u64,
-    pub events: Vec<Event>,
+/// A pool report (`GET /api/v1/pools/{name}`): the library's own
+/// [`report::PoolReport`], read back from the server's JSON, with what the commands
+/// ask of it (kubectl's STATUS word, an age: the command line's questions, so they live
+/// here rather than in the library). It dereferences to the report, so fields read as
+/// the library names them. Unknown fields are ignored, so a newer operator does not
+/// break an older command line; which fields an older operator may leave out, the
+/// library's types say.
+#[derive(Clone, Debug)]
+pub struct PoolReport(report::PoolReport);
+
+impl Deref for PoolReport {
+    type Target = report::PoolReport;
+
+    fn deref(&self) -> &report::PoolReport {
+        &self.0
+    }
+}
+
+impl From<report::PoolReport> for PoolReport {
+    fn from(r: report::PoolReport) -> PoolReport {
+        PoolReport(r)
+    }
 }
 
 impl PoolReport {
     /// Parses a report the server sent.
     pub fn from_json(v: &serde_json::Value) -> anyhow::Result<PoolReport> {
-        PoolReport::deserialize(v).context("unexpected pool report from the server")
+        report::PoolReport::deserialize(v)
+            .map(PoolReport)
+            .context("unexpected pool report from the server")
     }
 
     /// The condition of this type, if reported.
@@ -205,15 +216,17 @@ impl PoolReport {
     }
 
     /// Containers that are not being removed.
-    pub fn live_containers(&self) -> impl Iterator<Item = &Container> {
-        self.containers.iter().filter(|c| c.phase != "draining")
+    pub fn live_containers(&self) -> impl Iterator<Item = &ContainerReport> {
+        self.containers
+            .iter()
+            .filter(|c| c.phase != Phase::Draining)
     }
 
     /// Live containers made from another spec than the one in force (a rollout's rest).
     pub fn outdated(&self) -> usize {
         let Some(spec) = &self.spec else { return 0 };
         self.live_containers()
-            .filter(|c| c.phase != "failed" && c.spec_hash != spec.spec_hash)
+            .filter(|c| c.phase != Phase::Failed && c.spec_hash != spec.spec_hash)
             .count()
     }
 
@@ -263,105 +276,14 @@ impl PoolReport {
     }
 }
 
-/// The seed's counts.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Summary {
-    pub container_count: usize,
-    pub healthy_containers: usize,
-    pub overloaded_containers: usize,
-    pub idle_containers: usize,
-    pub ready_containers: usize,
-    pub starting_containers: usize,
-    pub desired_containers: usize,
-}
-
-/// The effective spec in force.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Spec {
-    pub template: Template,
-    pub scaling: Scaling,
-    pub readiness: serde_json::Value,
-    pub spec_hash: String,
-}
-
-/// What a container of the pool looks like.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Template {
-    pub image: String,
-    pub command: Option<Vec<String>>,
-    pub env: Vec<(String, String)>,
-    pub port: u16,
-    pub network: Option<String>,
-    pub cpus: Option<f64>,
-    pub memory: Option<u64>,
-}
-
-/// Scaling settings with defaults applied.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Scaling {
-    pub min: usize,
-    pub max: usize,
-    pub cpu_overload_threshold: f64,
-    pub memory_overload_threshold: u64,
-    pub cooldown_cpu_threshold: f64,
-    pub cooldown_duration: String,
-    pub poll_interval: String,
-    pub target_concurrency: Option<u32>,
-}
-
-/// One container.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct Container {
-    pub name: String,
-    pub id: String,
-    pub state: String,
-    pub phase: String,
-    pub ready: bool,
-    pub status: Option<String>,
-    pub cpu: Option<f64>,
-    pub rss: Option<u64>,
-    pub in_flight: usize,
-    pub age_seconds: u64,
-    pub host_port: Option<u16>,
-    pub spec_hash: String,
-}
-
-/// A Kubernetes-style condition.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Condition {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub status: String,
-    pub reason: String,
-    pub message: String,
-}
-
-/// Something that happened to the pool.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Event {
-    pub time: u64,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub reason: String,
-    pub message: String,
-}
-
-/// The last change of the replica target.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Scale {
-    pub time: u64,
-    pub direction: String,
-    pub reason: String,
-    pub from: usize,
-    pub to: usize,
+/// The word the admin API sends for `value` (`cpu`, `draining`, `exited`,
+/// `Overloaded`), which is what the commands print for it.
+pub fn word<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(e) => format!("<{e}>"),
+    }
 }
 
 /// Seconds since the Unix epoch.
@@ -446,6 +368,156 @@ pub fn format_row(row: &[String], widths: &[usize]) -> String {
     let mut line = line.trim_end().to_string();
     line.push('\n');
     line
+}
+
+/// Reports as a running operator serves them, built from the library's own types and
+/// serialized as the admin API does: the input of the printing tests.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use invok::api::{FunctionPool, ScalingDefaults};
+    use invok::controller::report::{ContainerReport, PoolReport, PoolSummary};
+    use invok::controller::status::{PoolStatus, ScaleEvent};
+    use invok::runtime::RunState;
+    use invok::scaler::{LoadState, Phase, Reason};
+
+    /// The clock the fixtures' times are relative to.
+    pub const NOW: u64 = 1_800_000_000;
+
+    const MANIFEST: &str = "\
+apiVersion: invok.dev/v1alpha1
+kind: FunctionPool
+metadata: {name: web}
+spec:
+  image: invok/demo-fn:latest
+  command: [/bin/sh, -c, serve]
+  env: [{name: GREETING, value: hi}, {name: MODE, value: fast}]
+  port: 9090
+  network: invok-network
+  resources: {cpus: 0.5, memory: 256Mi}
+  scaling:
+    minContainers: 1
+    maxContainers: 5
+    cpuOverloadThreshold: 0.7
+    memoryOverloadThreshold: 300M
+    cooldownCpuThreshold: 0.1
+    cooldownDuration: 1m30s
+    pollInterval: 500ms
+    targetConcurrency: 4
+  readiness: {path: /healthz}
+";
+
+    fn container(name: &str, phase: Phase, hash: &str) -> ContainerReport {
+        ContainerReport {
+            name: name.into(),
+            id: format!("{name}-id"),
+            state: RunState::Running,
+            phase,
+            ready: phase == Phase::Ready,
+            status: None,
+            cpu: None,
+            rss: None,
+            in_flight: 0,
+            age_seconds: 40,
+            host_port: None,
+            spec_hash: hash.into(),
+        }
+    }
+
+    /// The library's report of a pool with every section filled: a ready, a starting, a
+    /// failed and a draining container, conditions, a scale event and events.
+    pub fn full() -> PoolReport {
+        let pool: FunctionPool = serde_yaml::from_str(MANIFEST).unwrap();
+        let mut spec = pool.validate(&ScalingDefaults::default()).unwrap();
+        // Fixed, so the printed text does not move when the template gains a field.
+        spec.spec_hash = "d30f29dcb5e99689".into();
+        let hash = spec.spec_hash.clone();
+        let mut status = PoolStatus::default();
+        status.set_conditions(
+            (false, "NotEnoughReady", "1 of 2 ready".into()),
+            (true, "ContainersStarting", "1 starting".into()),
+            (false, "AsExpected", String::new()),
+        );
+        status.event("Normal", "PoolCreated", "pool web created");
+        status.event("Normal", "ScaledUp", "replicas 1 -> 2 (Cpu)");
+        status.event("Warning", "ContainerFailed", "web-3 exited 1");
+        for (e, ago) in status.events.iter_mut().zip([700, 65, 3]) {
+            e.time = NOW - ago;
+        }
+        let ready = ContainerReport {
+            status: Some(LoadState::Overloaded),
+            cpu: Some(0.853),
+            rss: Some(13_000_000),
+            in_flight: 2,
+            age_seconds: 200,
+            host_port: Some(32768),
+            ..container("web-1", Phase::Ready, &hash)
+        };
+        let starting = ContainerReport {
+            state: RunState::Created,
+            host_port: Some(32769),
+            ..container("web-2", Phase::Starting, &hash)
+        };
+        let failed = ContainerReport {
+            state: RunState::Exited,
+            ..container("web-3", Phase::Failed, "0ld")
+        };
+        let draining = ContainerReport {
+            cpu: Some(0.05),
+            rss: Some(2_000_000),
+            ..container("web-0", Phase::Draining, "0ld")
+        };
+        PoolReport {
+            name: "web".into(),
+            source: Some("manifests/web.yaml".into()),
+            spec: Some(spec),
+            summary: PoolSummary {
+                function_name: "web".into(),
+                container_count: 3,
+                healthy_containers: 0,
+                overloaded_containers: 1,
+                idle_containers: 0,
+                ready_containers: 1,
+                starting_containers: 1,
+                desired_containers: 2,
+                manifest_error: None,
+            },
+            desired_reason: Some(Reason::Cpu),
+            manifest_error: None,
+            last_error: Some("creating a container: no such image".into()),
+            containers: vec![draining, ready, starting, failed],
+            conditions: status.conditions,
+            observed_spec_hashes: vec!["0ld".into(), hash],
+            last_scale: Some(ScaleEvent {
+                time: NOW - 65,
+                direction: "up".into(),
+                reason: Reason::Cpu,
+                from: 1,
+                to: 2,
+            }),
+            reconciles: 17,
+            events: status.events.into_iter().collect(),
+        }
+    }
+
+    /// A pool whose manifest turned invalid before any spec was in force.
+    pub fn invalid() -> PoolReport {
+        let mut r = full();
+        r.spec = None;
+        r.containers.clear();
+        r.conditions.clear();
+        r.events.clear();
+        r.last_scale = None;
+        r.desired_reason = None;
+        r.last_error = None;
+        r.manifest_error = Some("web.yaml:9:5: spec.scaling: min > max".into());
+        r.summary.manifest_error = r.manifest_error.clone();
+        r
+    }
+
+    /// `report` as the admin API serves it.
+    pub fn served(report: &PoolReport) -> serde_json::Value {
+        serde_json::to_value(report).unwrap()
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! `invok describe`: everything a running operator knows about one pool, for people.
 
 use anyhow::bail;
+use invok::api::{format_duration, Probe};
+use invok::scaler::Phase;
 
 use super::client::{self, Client, PoolReport, ServerArgs};
 use super::EXIT_OK;
@@ -108,9 +110,9 @@ pub fn render(r: &PoolReport, now: u64) -> String {
             ),
             (
                 "Readiness",
-                match sp.readiness.get("path").and_then(|p| p.as_str()) {
-                    Some(path) => format!("HTTP GET {path} (below 400 is ready)"),
-                    None => "TCP connect to the port".into(),
+                match &sp.readiness {
+                    Probe::Http { path } => format!("HTTP GET {path} (below 400 is ready)"),
+                    Probe::Tcp => "TCP connect to the port".into(),
                 },
             ),
             ("Containers", format!("min {}, max {}", s.min, s.max)),
@@ -132,10 +134,10 @@ pub fn render(r: &PoolReport, now: u64) -> String {
                 format!(
                     "CPU below {}; removed after {} idle",
                     client::percent(s.cooldown_cpu_threshold),
-                    s.cooldown_duration
+                    format_duration(s.cooldown_duration)
                 ),
             ),
-            ("Poll interval", s.poll_interval.clone()),
+            ("Poll interval", format_duration(s.poll_interval)),
             (
                 "Target concurrency",
                 s.target_concurrency
@@ -151,7 +153,9 @@ pub fn render(r: &PoolReport, now: u64) -> String {
         format!(
             "{} desired ({}), {} current, {} ready, {} starting, {} outdated",
             sm.desired_containers,
-            r.desired_reason.as_deref().unwrap_or("-"),
+            r.desired_reason
+                .as_ref()
+                .map_or_else(|| "-".into(), client::word),
             sm.container_count,
             sm.ready_containers,
             sm.starting_containers,
@@ -173,7 +177,7 @@ pub fn render(r: &PoolReport, now: u64) -> String {
                 l.direction,
                 l.from,
                 l.to,
-                l.reason,
+                client::word(&l.reason),
                 client::age(now.saturating_sub(l.time))
             )
         })),
@@ -226,13 +230,13 @@ pub fn render(r: &PoolReport, now: u64) -> String {
     containers.extend(r.containers.iter().map(|c| {
         vec![
             c.name.clone(),
-            if c.phase == "draining" {
-                "draining".into()
+            if c.phase == Phase::Draining {
+                client::word(&c.phase)
             } else {
-                c.state.clone()
+                client::word(&c.state)
             },
             if c.ready { "yes" } else { "no" }.into(),
-            c.status.clone().unwrap_or_else(|| "-".into()),
+            c.status.as_ref().map_or_else(|| "-".into(), client::word),
             c.cpu.map(client::percent).unwrap_or_else(|| "-".into()),
             c.rss.map(client::bytes).unwrap_or_else(|| "-".into()),
             c.in_flight.to_string(),
@@ -270,13 +274,87 @@ mod tests {
 
     #[test]
     fn a_pool_without_containers_or_events_says_none() {
-        let r = PoolReport {
-            name: "web".into(),
-            ..Default::default()
-        };
-        let text = render(&r, 0);
+        let mut r = super::client::fixture::full();
+        r.containers.clear();
+        r.events.clear();
+        let text = render(&r.into(), 0);
         assert!(text.starts_with("Name:"), "{text}");
         assert!(text.contains("Containers:\n  <none>\n"), "{text}");
         assert!(text.contains("Events:\n  <none>\n"), "{text}");
+    }
+
+    #[test]
+    fn a_full_report_prints_every_section() {
+        use super::client::fixture;
+        let r = PoolReport::from_json(&fixture::served(&fixture::full())).unwrap();
+        let text = render(&r, fixture::NOW);
+        assert_eq!(
+            text,
+            "\
+Name:               web
+Source:             manifests/web.yaml
+Status:             ContainersStarting
+Image:              invok/demo-fn:latest
+Command:            [\"/bin/sh\", \"-c\", \"serve\"]
+Port:               9090
+Network:            invok-network
+Environment:        GREETING=hi, MODE=fast
+Limits:             cpus 0.5, memory 256Mi
+Readiness:          HTTP GET /healthz (below 400 is ready)
+Containers:         min 1, max 5
+Overloaded:         CPU above 70% of the limit, or RSS above 286Mi
+Idle:               CPU below 10%; removed after 1m30s idle
+Poll interval:      500ms
+Target concurrency: 4 requests in flight per container
+Spec hash:          d30f29dcb5e99689
+Replicas:           2 desired (cpu), 3 current, 1 ready, 1 starting, 0 outdated
+Load:               0 healthy, 1 overloaded, 0 idle
+Last scale:         up 1 -> 2 (cpu), 65s ago
+Last error:         creating a container: no such image
+Reconciles:         17
+Conditions:
+  TYPE          STATUS   REASON               MESSAGE
+  Ready         False    NotEnoughReady       1 of 2 ready
+  Progressing   True     ContainersStarting   1 starting
+  Degraded      False    AsExpected
+Containers:
+  NAME    STATE      READY   STATUS       CPU   RSS      IN-FLIGHT   AGE     PORT    SPEC
+  web-0   draining   no      -            5%    1.9Mi    0           40s     -       outdated
+  web-1   running    yes     Overloaded   85%   12.4Mi   2           3m20s   32768   current
+  web-2   created    no      -            -     -        0           40s     32769   current
+  web-3   exited     no      -            -     -        0           40s     -       outdated
+Events:
+  AGE   TYPE      REASON            MESSAGE
+  11m   Normal    PoolCreated       pool web created
+  65s   Normal    ScaledUp          replicas 1 -> 2 (Cpu)
+  3s    Warning   ContainerFailed   web-3 exited 1
+"
+        );
+    }
+
+    #[test]
+    fn an_invalid_manifest_prints_its_error() {
+        use super::client::fixture;
+        let r = PoolReport::from_json(&fixture::served(&fixture::invalid())).unwrap();
+        let text = render(&r, fixture::NOW);
+        assert_eq!(
+            text,
+            "\
+Name:           web
+Source:         manifests/web.yaml
+Status:         InvalidSpec
+Replicas:       2 desired (-), 3 current, 1 ready, 1 starting, 0 outdated
+Load:           0 healthy, 1 overloaded, 0 idle
+Last scale:     <none>
+Manifest error: web.yaml:9:5: spec.scaling: min > max
+Reconciles:     17
+Conditions:
+  <none>
+Containers:
+  <none>
+Events:
+  <none>
+"
+        );
     }
 }

@@ -116,7 +116,9 @@ fn row(r: &PoolReport, wide: bool, now: u64) -> Vec<String> {
                 .unwrap_or_else(|| "-".into()),
             cpu,
             memory,
-            r.desired_reason.clone().unwrap_or_else(|| "-".into()),
+            r.desired_reason
+                .as_ref()
+                .map_or_else(|| "-".into(), client::word),
         ]);
     }
     cells
@@ -274,5 +276,37 @@ fn watch(client: &Client, args: &Args, first: Vec<Value>, mut table: Table) -> a
         }
         table.print(changed_rows);
         seen = current;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use client::fixture;
+
+    fn printed(r: &invok::controller::report::PoolReport, wide: bool) -> String {
+        let r = PoolReport::from_json(&fixture::served(r)).unwrap();
+        client::table(&[header(wide), row(&r, wide, fixture::NOW)])
+    }
+
+    #[test]
+    fn rows_read_the_served_report() {
+        let text = [
+            printed(&fixture::full(), false),
+            printed(&fixture::full(), true),
+            printed(&fixture::invalid(), true),
+        ]
+        .concat();
+        assert_eq!(
+            text,
+            "\
+NAME   READY   DESIRED   MIN   MAX   STATUS               AGE
+web    1/2     2         1     5     ContainersStarting   11m
+NAME   READY   DESIRED   MIN   MAX   STATUS               AGE   IMAGE                  CPU   MEMORY   REASON
+web    1/2     2         1     5     ContainersStarting   11m   invok/demo-fn:latest   85%   12.4Mi   cpu
+NAME   READY   DESIRED   MIN   MAX   STATUS        AGE   IMAGE   CPU   MEMORY   REASON
+web    1/2     2         -     -     InvalidSpec   -     -       -     -        -
+"
+        );
     }
 }

@@ -207,7 +207,7 @@ fn record_scale<R>(ctx: &Shared<R>, pool: &str, d: &Decision, status: &mut PoolS
     ctx.metrics.record_scale(pool, direction, reason);
     status.last_scale = Some(ScaleEvent {
         time: unix_now(),
-        direction,
+        direction: direction.into(),
         reason,
         from,
         to,

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::context::Shared;
 use super::status::{Condition, Event, ScaleEvent};
@@ -15,7 +15,11 @@ use crate::metrics::{Format, PoolSample, Snapshot};
 use crate::scaler::{LoadState, Phase, Reason};
 
 /// One pool in the seed's status shape, plus a few fields of ours.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+///
+/// Read back with `Deserialize` (the command line does). Optional, because an operator
+/// may not send it: `manifest_error`, sent only while a manifest is broken (and not at
+/// all by operators from before it existed). Every other field every operator sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PoolSummary {
     /// The pool's name.
     pub function_name: String,
@@ -35,21 +39,26 @@ pub struct PoolSummary {
     pub desired_containers: usize,
     /// Why the pool's manifest is invalid (its last valid spec keeps running), when it
     /// is: a broken edit shows here, in `invok get` and in the log.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_error: Option<String>,
 }
 
 /// The seed's `get_status()` / `GET /status` document.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+///
+/// Read back with `Deserialize`: both fields are the seed's, so neither is optional.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RuntimeStatus {
     /// Pools by name.
     pub pools: BTreeMap<String, PoolSummary>,
     /// Always `autoscaling`.
-    pub runtime: &'static str,
+    pub runtime: String,
 }
 
 /// One container in a pool report.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+///
+/// Read back with `Deserialize`. The `Option` fields (`status`, `cpu`, `rss`,
+/// `host_port`) read as `None` when absent; every other field every operator sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerReport {
     /// Container name.
@@ -79,7 +88,16 @@ pub struct ContainerReport {
 }
 
 /// Everything about one pool, for `GET /api/v1/pools/{name}` and `invok describe`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+///
+/// Read back with `Deserialize`, which is how `invok get` and `invok describe` read the
+/// admin API. The `Option` fields read as `None` when absent, so an operator that
+/// leaves one out is still read; every other field every operator has sent since the
+/// first. A field added later must be an `Option` or carry `#[serde(default)]` (as
+/// [`PoolSummary::manifest_error`] does), so a newer command line reads an older
+/// operator. Unknown fields are ignored, so a newer operator's additions do not break
+/// an older command line; a word an enum does not know (a newer operator's new
+/// [`Reason`], say) is an error.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolReport {
     /// The pool's name.
@@ -123,7 +141,7 @@ impl<R> Shared<R> {
             .collect();
         RuntimeStatus {
             pools,
-            runtime: "autoscaling",
+            runtime: "autoscaling".into(),
         }
     }
 
@@ -269,3 +287,6 @@ impl<R> Shared<R> {
         self.metrics.encode(&self.metrics_snapshot(), format)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::scaler::Reason;
 
@@ -13,14 +13,17 @@ use crate::scaler::Reason;
 pub const EVENTS_KEPT: usize = 20;
 
 /// A condition such as `Ready` or `Degraded`, as Kubernetes reports them.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+///
+/// Read back from a pool report with `Deserialize` (the command line does): every
+/// operator has sent every field, so none is optional.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// `Ready`, `Progressing` or `Degraded`.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: String,
     /// `True` or `False`.
-    pub status: &'static str,
+    pub status: String,
     /// A CamelCase reason such as `CrashLoopBackOff`.
     pub reason: String,
     /// A sentence for people.
@@ -28,14 +31,17 @@ pub struct Condition {
 }
 
 /// One thing that happened to a pool.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+///
+/// Read back with `Deserialize`: every operator has sent every field, so none is
+/// optional.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     /// Seconds since the Unix epoch.
     pub time: u64,
     /// `Normal` or `Warning`.
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: String,
     /// A CamelCase reason.
     pub reason: String,
     /// A sentence for people.
@@ -43,13 +49,16 @@ pub struct Event {
 }
 
 /// The last change of a pool's size.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+///
+/// Read back with `Deserialize`: every operator has sent every field, so none is
+/// optional.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScaleEvent {
     /// Seconds since the Unix epoch.
     pub time: u64,
     /// `up` or `down`.
-    pub direction: &'static str,
+    pub direction: String,
     /// Which signal moved it.
     pub reason: Reason,
     /// Replicas before.
@@ -107,7 +116,7 @@ impl PoolStatus {
         }
         self.events.push_back(Event {
             time: unix_now(),
-            kind,
+            kind: kind.into(),
             reason: reason.into(),
             message: message.into(),
         });
@@ -120,9 +129,9 @@ impl PoolStatus {
         progressing: (bool, &str, String),
         degraded: (bool, &str, String),
     ) {
-        let cond = |kind, (ok, reason, message): (bool, &str, String)| Condition {
-            kind,
-            status: if ok { "True" } else { "False" },
+        let cond = |kind: &str, (ok, reason, message): (bool, &str, String)| Condition {
+            kind: kind.into(),
+            status: if ok { "True" } else { "False" }.into(),
             reason: reason.to_string(),
             message,
         };
@@ -137,8 +146,8 @@ impl PoolStatus {
     /// does not wait for the next successful pass to show), keeping the other conditions.
     pub fn set_degraded(&mut self, reason: &str, message: String) {
         let degraded = Condition {
-            kind: "Degraded",
-            status: "True",
+            kind: "Degraded".into(),
+            status: "True".into(),
             reason: reason.to_string(),
             message,
         };

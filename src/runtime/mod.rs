@@ -44,7 +44,7 @@ pub mod labels {
 }
 
 /// What Docker says about a container's process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunState {
     /// Created but never started (or a create that a crash interrupted).

@@ -20,7 +20,7 @@
 use std::cmp::Ordering;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::api::EffectiveSpec;
@@ -35,7 +35,7 @@ pub struct Usage {
 }
 
 /// Where a container is in its life, as the controller judges it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// Created or running, readiness probe not yet passed: counts as capacity, gets no traffic.
@@ -49,7 +49,7 @@ pub enum Phase {
 }
 
 /// The seed's per-container status, for ready containers with a sample.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LoadState {
     /// Between the idle and overload thresholds.
     Healthy,
@@ -110,7 +110,7 @@ pub struct PoolFacts {
 }
 
 /// Which signal moved the replica count.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Reason {
     /// Nothing to change.
