@@ -15,6 +15,8 @@ pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+#[path = "regression/apply.rs"]
+mod apply;
 #[path = "regression/facade.rs"]
 mod facade;
 #[path = "regression/operator.rs"]

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::api::{GROUP, KIND};
@@ -176,13 +177,30 @@ pub fn atomic_write(path: &Path, text: &str) -> std::io::Result<()> {
         .suffix(".tmp")
         .tempfile_in(dir)?;
     tmp.write_all(text.as_bytes())?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        tmp.as_file().set_permissions(meta.permissions())?;
-    }
+    // The temporary file is made 0600; the file it becomes keeps the mode of the one it
+    // replaces, or gets what a plain create would give it (0666 less the umask), so an
+    // operator running as another user can still read a pool applied with sudo.
+    let mode = match std::fs::metadata(path) {
+        Ok(meta) => meta.permissions(),
+        Err(_) => std::fs::Permissions::from_mode(0o666 & !umask()),
+    };
+    tmp.as_file().set_permissions(mode)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir);
     Ok(())
+}
+
+/// This process's umask, from `/proc/self/status` (reading it with `umask(2)` would set
+/// it too, and needs `unsafe`); 022, the usual one, where that cannot be read.
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("Umask:"))?;
+            u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).ok()
+        })
+        .unwrap_or(0o022)
 }
 
 /// Removes `path`, making the removal durable.
@@ -368,7 +386,6 @@ mod tests {
 
     #[test]
     fn an_atomic_write_replaces_the_file_keeps_its_mode_and_leaves_nothing_behind() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("web.yaml");
         std::fs::write(&path, "old\n").unwrap();
@@ -379,6 +396,23 @@ mod tests {
         assert_eq!(mode, 0o640);
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "{left:?}");
+    }
+
+    #[test]
+    fn a_new_file_gets_the_mode_a_plain_create_gives_not_the_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain.yaml");
+        std::fs::write(&plain, "x\n").unwrap();
+        let applied = dir.path().join("applied.yaml");
+        atomic_write(&applied, "x\n").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&applied), mode(&plain));
+        assert_ne!(
+            mode(&applied) & 0o044,
+            0,
+            "readable by others: {:o}",
+            mode(&applied)
+        );
     }
 
     #[test]
