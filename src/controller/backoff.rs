@@ -2,9 +2,10 @@
 //! that failed together after a Docker outage do not all retry at the same instant.
 //!
 //! The delays come from `backon`'s exponential builder. The jitter is seeded from the
-//! key (a pool's name) and the attempt, not from a random source: two pools retry at
-//! different times, and one pool's delays are the same in every run, so a simulation
-//! seed replays exactly.
+//! key (the instance and the pool's name) and the attempt, not from a random source: two
+//! pools retry at different times, and one pool's delays are the same in every run of
+//! one build, so a simulation seed replays exactly. (The hash is std's `DefaultHasher`,
+//! which a new Rust release may change: replays are exact per toolchain.)
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::Duration;
@@ -40,7 +41,9 @@ impl Backoff {
     /// Dropped Docker event streams.
     pub const EVENTS: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
 
-    /// The delay before retry `n` (1 for the first) of `key`.
+    /// The delay before retry `n` (1 for the first) of `key`, in whole milliseconds.
+    /// Keys name what retries and where (`<instance>/<pool>`), so operators of other
+    /// instances on the same daemon do not retry in step either.
     ///
     /// ```
     /// use invok::controller::Backoff;
@@ -57,7 +60,7 @@ impl Backoff {
         (key, n).hash(&mut h);
         // backon adds a jitter in [0, d) to each delay d: starting from half the base
         // and half the cap gives [d/2, d) of the full figures.
-        ExponentialBuilder::new()
+        let delay = ExponentialBuilder::new()
             .with_min_delay(self.base / 2)
             .with_max_delay(self.cap / 2)
             .with_factor(2.0)
@@ -67,7 +70,9 @@ impl Backoff {
             .build()
             .nth(n as usize - 1)
             .unwrap_or(self.cap / 2)
-            .min(self.cap.saturating_sub(Duration::from_nanos(1)))
+            .min(self.cap.saturating_sub(Duration::from_nanos(1)));
+        // Whole milliseconds: events and log lines say "next start in 731ms".
+        Duration::from_millis(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX))
     }
 }
 

@@ -80,10 +80,10 @@ pub(crate) async fn relist_loop<R: Runtime>(shared: Arc<Shared<R>>) {
                 shared.config.relist_interval
             }
             Err(e) => {
-                failures += 1;
+                failures = failures.saturating_add(1);
                 shared.metrics.docker_error("list");
                 shared.health.docker(Err(e.to_string()));
-                Backoff::RELIST.delay(failures, "relist")
+                Backoff::RELIST.delay(failures, &format!("{}/relist", shared.config.instance))
             }
         };
         tokio::select! {
@@ -118,8 +118,11 @@ pub(crate) async fn docker_loop<R: Runtime>(shared: Arc<Shared<R>>) {
                 None => break,
             }
         }
-        failures += 1;
-        tokio::time::sleep(Backoff::EVENTS.delay(failures, "events")).await;
+        failures = failures.saturating_add(1);
+        tokio::time::sleep(
+            Backoff::EVENTS.delay(failures, &format!("{}/events", shared.config.instance)),
+        )
+        .await;
         shared.relist_now.notify_one();
     }
 }

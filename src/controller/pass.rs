@@ -43,6 +43,8 @@ pub(crate) struct Memory {
 pub(crate) struct Snapshot {
     /// The pool.
     pub pool: String,
+    /// `<instance>/<pool>`: what the pool's backoff jitter is seeded from.
+    pub backoff_key: String,
     /// Its effective spec.
     pub spec: Arc<EffectiveSpec>,
     /// Where it is declared.

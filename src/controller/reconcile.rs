@@ -132,6 +132,7 @@ fn observe<R>(ctx: &Shared<R>, pool: &str) -> Observation {
     });
     Observation::Declared(Box::new(Snapshot {
         pool: pool.to_string(),
+        backoff_key: format!("{}/{pool}", ctx.config.instance),
         views: observed.iter().map(|o| o.view()).collect(),
         observed,
         spec: desired.spec,
@@ -172,19 +173,7 @@ fn decide(s: &Snapshot) -> Decision {
             *r == RemoveReason::Failed && s.container(id).is_none_or(|o| o.is_crash(STABLE_RUN))
         })
         .count();
-    let crash_delay = (crashes > 0).then(|| {
-        memory.failures = memory
-            .failures
-            .saturating_add(u32::try_from(crashes).unwrap_or(u32::MAX));
-        memory.last_failure = Some(now);
-        // The first crash restarts at once, as Kubernetes does; then the backoff grows.
-        let delay = match memory.failures {
-            0 | 1 => Duration::ZERO,
-            n => Backoff::CRASHES.delay(n - 1, &s.pool),
-        };
-        memory.create_not_before = Some(now + delay);
-        delay
-    });
+    let crash_delay = count_crashes(&mut memory, crashes, now, &s.backoff_key);
     if load_scale_up {
         memory.last_scale_up = Some(now);
     }
@@ -212,6 +201,25 @@ fn decide(s: &Snapshot) -> Decision {
     }
 }
 
+/// Counts `crashes` into the pool's memory and sets when it may start containers again
+/// (CrashLoopBackOff); the delay set, when there were crashes. The first crash restarts
+/// at once, as Kubernetes does; then the delay grows from [`Backoff::CRASHES`].
+fn count_crashes(memory: &mut Memory, crashes: usize, now: Instant, key: &str) -> Option<Duration> {
+    if crashes == 0 {
+        return None;
+    }
+    memory.failures = memory
+        .failures
+        .saturating_add(u32::try_from(crashes).unwrap_or(u32::MAX));
+    memory.last_failure = Some(now);
+    let delay = match memory.failures {
+        0 | 1 => Duration::ZERO,
+        n => Backoff::CRASHES.delay(n - 1, key),
+    };
+    memory.create_not_before = Some(now + delay);
+    Some(delay)
+}
+
 /// Marks a pool's reconcile as running for as long as it lives, and states the
 /// scheduler's promise as an assertion: never two reconciles of one pool at once.
 struct Running<'a, R> {
@@ -233,5 +241,36 @@ impl<R> Drop for Running<'_, R> {
         self.ctx
             .pools
             .existing(self.pool, |s| s.reconciling = false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_crash_restarts_at_once_then_the_backoff_grows_to_its_cap() {
+        let now = Instant::now();
+        let mut m = Memory::default();
+        assert_eq!(count_crashes(&mut m, 0, now, "i/web"), None);
+        assert_eq!(m, Memory::default(), "no crash, no change");
+        assert_eq!(count_crashes(&mut m, 1, now, "i/web"), Some(Duration::ZERO));
+        assert_eq!((m.failures, m.create_not_before), (1, Some(now)));
+        let mut bound = Backoff::CRASHES.base;
+        for failures in 2..40u32 {
+            let d = count_crashes(&mut m, 1, now, "i/web").unwrap();
+            assert_eq!(m.failures, failures);
+            assert_eq!(m.create_not_before, Some(now + d));
+            assert!(
+                d >= bound / 2 && d < bound,
+                "#{failures}: {d:?} not in [{:?}, {bound:?})",
+                bound / 2
+            );
+            bound = bound.saturating_mul(2).min(Backoff::CRASHES.cap);
+        }
+        // Several crashes seen in one pass count as several.
+        let mut m = Memory::default();
+        count_crashes(&mut m, 3, now, "i/web");
+        assert_eq!(m.failures, 3);
     }
 }
