@@ -10,8 +10,9 @@
 //! of links, `web.yaml -> ..data/web.yaml` and `..data -> ..2026_12_03_10_00_00.1234`,
 //! with the real files in the hidden timestamped directory; each file is read once,
 //! through its visible name, and swapping `..data` (an atomic rename) swaps every spec
-//! at once. A link whose target is missing (dangling) is an error of that file, never
-//! silence: it may be a pool caught mid-update, so nothing is pruned because of it. A
+//! at once. A link whose target is missing (dangling) is an error, never silence, when
+//! it has a manifest name or the walk is recursive (where it may have been a directory
+//! of pools, a mount gone away): it may hide pools, so nothing is pruned because of it. A
 //! directory reached twice (a link back up the tree) is walked once and the second
 //! path is reported as a notice; a walk always ends.
 
@@ -42,8 +43,8 @@ pub struct Walk {
     /// Manifest files (`.yaml`/`.yml`, not hidden, not an editor's temporary), sorted
     /// by path within each directory.
     pub files: Vec<PathBuf>,
-    /// Manifest names that could not be read (a dangling link, a subdirectory that
-    /// cannot be listed), with why.
+    /// Entries that could not be read and may hide pools (a dangling link, a
+    /// subdirectory that cannot be listed), with why.
     pub broken: Vec<(PathBuf, String)>,
     /// Things skipped on purpose that a user may want to know (a directory reached a
     /// second time through a link), with where.
@@ -85,7 +86,10 @@ fn walk_entries(
             Ok(m) if m.is_dir() && recursive => walk_subdir(&path, visited, walk),
             Ok(m) if m.is_file() && is_manifest_file(&path) => walk.files.push(path),
             Ok(_) => {}
-            Err(e) if is_manifest_file(&path) => {
+            // A link to nothing under a manifest name may be a pool mid-update; in a
+            // recursive walk any such link may be a directory of pools (a mount that
+            // went away): either way it holds prunes up rather than read as "no pools".
+            Err(e) if recursive || is_manifest_file(&path) => {
                 let why = if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_symlink()) {
                     format!("symbolic link to nothing readable ({e})")
                 } else {
@@ -326,15 +330,21 @@ mod tests {
         let root = dir.path();
         std::fs::write(root.join("api.yaml"), POOL.replace("web", "api")).unwrap();
         symlink("..data/web.yaml", root.join("web.yaml")).unwrap();
-        symlink("nowhere", root.join("README")).unwrap();
+        symlink("/mnt/gone", root.join("team-a")).unwrap();
+        // The top level only: just the manifest name counts.
+        let top = walk(root, false).unwrap();
+        assert_eq!(top.broken.len(), 1, "{top:?}");
+        assert_eq!(top.broken[0].0, root.join("web.yaml"));
+        assert!(top.broken[0].1.contains("symbolic link"), "{top:?}");
+        // Recursive: `team-a` may have been a directory of pools.
         let walk = walk(root, true).unwrap();
         assert_eq!(names(&walk, root), ["api.yaml"]);
-        assert_eq!(walk.broken.len(), 1, "only the manifest name: {walk:?}");
-        assert_eq!(walk.broken[0].0, root.join("web.yaml"));
-        assert!(walk.broken[0].1.contains("symbolic link"), "{walk:?}");
+        let broken: Vec<&PathBuf> = walk.broken.iter().map(|(p, _)| p).collect();
+        assert_eq!(broken, [&root.join("team-a"), &root.join("web.yaml")]);
         let set = crate::manifest::load_dir(root, &Default::default()).unwrap();
         assert!(set.pools.contains_key("api"));
         assert!(set.broken_files.contains(&root.join("web.yaml")));
+        assert!(set.broken_files.contains(&root.join("team-a")));
         assert!(set
             .errors
             .iter()
@@ -348,13 +358,14 @@ mod tests {
         std::fs::create_dir(root.join("pools")).unwrap();
         std::fs::write(root.join("pools/web.yaml"), POOL).unwrap();
         symlink("..", root.join("pools/up")).unwrap();
-        symlink("loop", root.join("loop")).unwrap();
+        symlink("loop.yaml", root.join("loop.yaml")).unwrap();
         let walk = walk(root, true).unwrap();
         assert_eq!(names(&walk, root), ["pools/web.yaml"]);
         assert_eq!(walk.notices.len(), 1, "{walk:?}");
         assert_eq!(walk.notices[0].0, root.join("pools/up"));
-        // `loop` links to itself: not a manifest name, so not an error either.
-        assert!(walk.broken.is_empty(), "{walk:?}");
+        // A link to itself is a clear error of its own, not a hang.
+        assert_eq!(walk.broken.len(), 1, "{walk:?}");
+        assert_eq!(walk.broken[0].0, root.join("loop.yaml"));
     }
 
     #[test]

@@ -92,14 +92,16 @@ pub struct LoadedPool {
 pub struct ManifestSet {
     /// Valid pools by name.
     pub pools: BTreeMap<String, LoadedPool>,
-    /// Every error found, in file order.
+    /// Every error found: what the walk could not read first, then file by file.
     pub errors: Vec<ManifestError>,
     /// Notices (skipped documents).
     pub notices: Vec<Notice>,
     /// Pools whose documents are invalid, with their first error: they keep their last
     /// valid spec.
     pub invalid_pools: BTreeMap<String, ManifestError>,
-    /// Files that could not be read or parsed at all: pools last seen there are kept.
+    /// Files (or, from the walk, directories and dangling links) that could not be read
+    /// or parsed at all: pools last seen there are kept, and nothing is pruned while
+    /// one exists.
     pub broken_files: BTreeSet<PathBuf>,
     /// How many files were read.
     pub files_read: usize,
