@@ -610,21 +610,7 @@ impl ContainerManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A client for a "socket" that is a plain file: every call fails to connect. Keep
-    /// the directory alive as long as the client.
-    fn unreachable_docker() -> (tempfile::TempDir, bollard::Docker) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("docker.sock");
-        std::fs::write(&path, "").unwrap();
-        let docker = bollard::Docker::connect_with_unix(
-            path.to_str().unwrap(),
-            5,
-            bollard::API_DEFAULT_VERSION,
-        )
-        .unwrap();
-        (dir, docker)
-    }
+    use crate::runtime::test_support::dead_docker as unreachable_docker;
 
     #[tokio::test]
     async fn registering_while_docker_is_unreachable_says_so() {

@@ -15,8 +15,10 @@
 //! manifest dir --(manifest: read, validate, watch)--> controller::Desired --+
 //!                                                                           +--> scheduler --> controller: reconcile(pool)
 //! runtime (Docker): events + relist ----------------> store::ObservedStore -+      observe -> scaler::decide + plan (pure)
-//! sampler (usage), probe (readiness), gateway ------> store::ObservedStore         -> act (runtime) -> record (status,
-//!                                                                                     events, metrics, logs)
+//! sampler (usage), probe (readiness), gateway ------> store::ObservedStore         -> act (runtime); record (status,
+//!                                                                                     events, metrics, logs) of the
+//!                                                                                     decision, of each container as
+//!                                                                                     act reports it, of the outcome
 //! gateway (HTTP) --> ObservedStore::pick --> proxy to the container's loopback port
 //! admin (HTTP), cli --> controller::report (read-only views) and metrics
 //! ```

@@ -36,11 +36,16 @@ pub const SERVED_PROBE_PERIOD: Duration = Duration::from_secs(1);
 const STARTING_PROBE_PAUSE: Duration = Duration::from_millis(10);
 const STARTING_PROBE_PAUSE_MAX: Duration = Duration::from_millis(250);
 
+/// The readiness probe a pool's spec declares now; `None` when the pool is gone.
+pub type ReadinessLookup = Arc<dyn Fn(&str) -> Option<Probe> + Send + Sync>;
+
 /// Schedules readiness probes: at most one task per container.
 pub struct Prober<R> {
     runtime: Arc<R>,
     store: Arc<ObservedStore>,
     trigger: Trigger,
+    /// Reads a pool's current probe, for a check that starts after the spec changed.
+    readiness: ReadinessLookup,
     /// A container not ready this long after it appeared is failed (to be replaced).
     startup_timeout: Duration,
     /// Containers with a probe task running.
@@ -57,17 +62,19 @@ enum Verdict {
 
 impl<R: Runtime> Prober<R> {
     /// A prober over `runtime`'s containers as `store` sees them; it wakes pools through
-    /// `trigger`.
+    /// `trigger` and reads their current probes through `readiness`.
     pub fn new(
         runtime: Arc<R>,
         store: Arc<ObservedStore>,
         trigger: Trigger,
+        readiness: ReadinessLookup,
         startup_timeout: Duration,
     ) -> Prober<R> {
         Prober {
             runtime,
             store,
             trigger,
+            readiness,
             startup_timeout,
             probing: Mutex::new(HashSet::new()),
         }
@@ -108,6 +115,7 @@ impl<R: Runtime> Prober<R> {
     }
 
     async fn probe_until_done(self: &Arc<Self>, id: &str, pool: &str, probe: &Probe) {
+        // `probe` is the pool's probe when this task started; a recheck reads it anew.
         let mut pause = STARTING_PROBE_PAUSE;
         let mut misses = 0u32;
         while let Some(o) = self.store.get(id) {
@@ -126,8 +134,8 @@ impl<R: Runtime> Prober<R> {
         let recheck = self.store.get(id).is_some_and(|o| {
             o.suspect && o.info.state == RunState::Running && !o.draining && !o.failed
         });
-        if recheck {
-            self.ensure(id, pool, probe);
+        if let Some(probe) = recheck.then(|| (self.readiness)(pool)).flatten() {
+            self.ensure(id, pool, &probe);
         }
     }
 

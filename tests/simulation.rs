@@ -17,18 +17,13 @@
 //! ```
 //!
 //! A failing seed prints its one-line reproduction.
-#![allow(
-    clippy::disallowed_types,
-    clippy::disallowed_methods,
-    reason = "wall-clock figures (steps per second) beside the paused clock the simulation runs on"
-)]
 
 mod sim;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sim::steps::{generate, Planned};
 use sim::{run_seed, shrink, Failure};
@@ -119,7 +114,7 @@ fn simulation() {
             sim::install_log(&filter);
         }
         let plan = generate(seed, steps);
-        let t = Instant::now();
+        let t = sim::wall_clock();
         let out = run_seed(seed, &plan, keep.as_ref(), verbose);
         let secs = t.elapsed().as_secs_f64();
         // Replays the seed to show whether it is deterministic on this build.
@@ -170,7 +165,7 @@ fn simulation() {
     let next = Arc::new(AtomicU64::new(0));
     let failures: Arc<Mutex<Vec<(u64, Failure)>>> = Arc::default();
     let totals = Arc::new(Mutex::new((0usize, Duration::ZERO, 0usize)));
-    let t = Instant::now();
+    let t = sim::wall_clock();
     let workers: Vec<_> = (0..threads)
         .map(|w| {
             let (next, failures, totals) = (next.clone(), failures.clone(), totals.clone());

@@ -183,28 +183,21 @@ async fn create_one<R: Runtime>(
     Ok(())
 }
 
-/// Removes every container of a pool that no manifest declares any more, then forgets
-/// the pool.
-pub(crate) async fn prune<R: Runtime>(ctx: &Shared<R>, pool: &str) -> Result<(), RuntimeError> {
+/// Removes every container of a pool that no manifest declares any more, reporting
+/// each, then forgets the pool.
+pub(crate) async fn prune<R: Runtime>(
+    ctx: &Shared<R>,
+    pool: &str,
+    report: &(dyn Fn(Happened) + Sync),
+) -> Result<(), RuntimeError> {
     let containers = ctx.store.pool(pool);
-    if !containers.is_empty() {
-        tracing::info!(
-            "Pruning pool {pool}: no manifest declares it; removing {} container(s)",
-            containers.len()
-        );
-    }
-    let report = |h: Happened| {
-        if let Happened::Removed { name, .. } = h {
-            tracing::info!("Removed container {name} of deleted pool {pool}");
-        }
-    };
     let results = join_all(containers.iter().map(|o| {
         remove(
             ctx,
             &o.info.id,
             o.info.name.clone(),
             RemoveReason::Pruned,
-            &report,
+            report,
         )
     }))
     .await;

@@ -28,8 +28,8 @@ pub struct Shared<R> {
     pub config: Config,
     /// Observed containers.
     pub store: Arc<ObservedStore>,
-    /// Desired pools.
-    pub desired: RwLock<Desired>,
+    /// Desired pools (shared with the prober, which reads the pools' current probes).
+    pub desired: Arc<RwLock<Desired>>,
     /// Health of the inputs.
     pub health: Health,
     /// Triggers reconciles.
@@ -55,17 +55,23 @@ impl<R: Runtime> Shared<R> {
         metrics: Arc<Metrics>,
     ) -> Self {
         let store = Arc::new(ObservedStore::new());
+        let desired = Arc::new(RwLock::new(Desired::default()));
+        let lookup = desired.clone();
         let prober = Arc::new(Prober::new(
             runtime.clone(),
             store.clone(),
             trigger.clone(),
+            Arc::new(move |pool: &str| {
+                let d = lookup.read().unwrap_or_else(|e| e.into_inner());
+                d.pools.get(pool).map(|p| p.spec.readiness.clone())
+            }),
             config.startup_timeout,
         ));
         Shared {
             runtime,
             config,
             store,
-            desired: RwLock::new(Desired::default()),
+            desired,
             health: Health::default(),
             trigger,
             metrics,

@@ -78,7 +78,8 @@ async fn reconcile_pool<R: Runtime>(
         Observation::Undeclared {
             may_prune: true, ..
         } => {
-            act::prune(ctx, pool).await?;
+            record::pruning(ctx, pool);
+            act::prune(ctx, pool, &|h| record::pruned(pool, h)).await?;
             Ok(Action::await_change())
         }
         Observation::Undeclared { manifest_error, .. } => {

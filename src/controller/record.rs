@@ -245,6 +245,21 @@ pub(crate) fn happened<R>(ctx: &Shared<R>, s: &Snapshot, d: &Decision, h: Happen
     ctx.pool_state(pool, |state| state.status.event("Normal", reason, message));
 }
 
+/// A pool no manifest declares any more is about to be pruned.
+pub(crate) fn pruning<R>(ctx: &Shared<R>, pool: &str) {
+    let n = ctx.store.pool(pool).len();
+    if n > 0 {
+        tracing::info!("Pruning pool {pool}: no manifest declares it; removing {n} container(s)");
+    }
+}
+
+/// One container of a pruned pool removed.
+pub(crate) fn pruned(pool: &str, h: Happened) {
+    if let Happened::Removed { name, .. } = h {
+        tracing::info!("Removed container {name} of deleted pool {pool}");
+    }
+}
+
 fn log_removal(pool: &str, name: &str, why: RemoveReason, scaled: Reason) {
     match why {
         RemoveReason::Surplus if scaled == Reason::Idle => {

@@ -282,3 +282,22 @@ pub trait Runtime: Send + Sync + 'static {
     /// the connection drops; the caller resubscribes and relists.
     fn events(&self) -> EventStream;
 }
+
+/// Helpers for the library's own tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// A client for a "socket" that is a plain file: every call and stream fails to
+    /// connect at once. Keep the directory alive as long as the client.
+    pub(crate) fn dead_docker() -> (tempfile::TempDir, bollard::Docker) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docker.sock");
+        std::fs::write(&path, "").unwrap();
+        let docker = bollard::Docker::connect_with_unix(
+            path.to_str().unwrap(),
+            5,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap();
+        (dir, docker)
+    }
+}

@@ -273,6 +273,7 @@ fn cpu_cores(stats: &ContainerStatsResponse) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::test_support::dead_docker;
     use std::time::Duration;
 
     fn parse(json: &str) -> ContainerStatsResponse {
@@ -423,18 +424,6 @@ mod tests {
         );
         assert_eq!(raw_sample(&s), None);
         assert_eq!(raw_sample(&parse("{}")), None);
-    }
-
-    /// A client for a "socket" that is a plain file: every stream fails at once. Keep the
-    /// directory alive as long as the client.
-    fn dead_docker() -> (tempfile::TempDir, Docker) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("docker.sock");
-        std::fs::write(&path, "").unwrap();
-        let docker =
-            Docker::connect_with_unix(path.to_str().unwrap(), 5, bollard::API_DEFAULT_VERSION)
-                .unwrap();
-        (dir, docker)
     }
 
     #[tokio::test]

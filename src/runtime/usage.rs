@@ -178,21 +178,10 @@ impl UsageReader {
 mod tests {
     use super::*;
     use crate::runtime::cgroup::RawSample;
+    use crate::runtime::test_support::dead_docker;
 
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-
-    /// A client for a "socket" that is a plain file: every stream fails at once. Keep the
-    /// directory alive as long as the client.
-    fn dead_docker() -> (tempfile::TempDir, Docker) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("docker.sock");
-        std::fs::write(&path, "").unwrap();
-        let docker =
-            Docker::connect_with_unix(path.to_str().unwrap(), 5, bollard::API_DEFAULT_VERSION)
-                .unwrap();
-        (dir, docker)
-    }
 
     /// A cgroup v1 (cgroupfs) tree under `root` with the container `id` in it.
     fn v1_container(root: &std::path::Path, id: &str, cpu_ns: u64, rss: u64) {

@@ -60,11 +60,6 @@
 //! `--cfg tokio_unstable` and `Builder::rng_seed`). In practice a replay is identical: the
 //! single-seed mode runs the seed twice and says whether the digest of starts, removals
 //! and their virtual times matched; names are left out of the comparison.
-#![allow(
-    clippy::disallowed_types,
-    clippy::disallowed_methods,
-    reason = "wall-clock figures (steps per second) beside the paused clock the simulation runs on"
-)]
 
 pub mod model;
 pub mod steps;
@@ -1497,6 +1492,18 @@ pub fn run_seed(
 /// Shrinking stops after this much wall-clock time per failing seed.
 const SHRINK_TIME: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// The wall clock: the one place the simulation reads real time, for its figures (steps
+/// per second) and the shrinker's time budget. Everything it simulates runs on tokio's
+/// paused clock, which the lint policy keeps `std::time::Instant` out of.
+#[allow(
+    clippy::disallowed_types,
+    clippy::disallowed_methods,
+    reason = "real time for figures and budgets only, beside the simulated clock"
+)]
+pub fn wall_clock() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
 /// Drops steps while the seed still fails the same invariant (halving chunks, as ddmin,
 /// within `budget` runs and [`SHRINK_TIME`]); returns the steps kept and the failure the
 /// shrunk list shows.
@@ -1506,7 +1513,7 @@ pub fn shrink(
     failure: &Failure,
     budget: usize,
 ) -> (BTreeSet<usize>, Failure) {
-    let began = std::time::Instant::now();
+    let began = wall_clock();
     let budget_left = |runs: usize| runs < budget && began.elapsed() < SHRINK_TIME;
     let mut keep: Vec<usize> = (0..=failure.step).collect();
     let mut last = failure.clone();
