@@ -17,7 +17,7 @@ use invok::api::{FunctionPool, ScalingDefaults, GROUP, KIND};
 use invok::manifest::{self, files, ManifestSet};
 
 use super::client::{Client, PoolReport, ServerArgs};
-use super::manifests::{manifest_files, parse_timeout, DirArgs, DirIndex, InputArgs};
+use super::manifests::{link_refusal, manifest_files, parse_timeout, DirArgs, DirIndex, InputArgs};
 use super::EXIT_OK;
 
 /// Apply FunctionPool manifests to the operator's manifest directory.
@@ -270,6 +270,8 @@ pub fn plan(index: &DirIndex, pools: &[InputPool]) -> anyhow::Result<Vec<Change>
                         new: old.clone(),
                         old: Some(old),
                     });
+                } else if let Some(why) = link_refusal(&at.file) {
+                    problems.push(format!("functionpool/{}: {why}", p.name));
                 } else if index.holds_only(&at.file, at.doc) {
                     changes.push(Change {
                         name: p.name.clone(),

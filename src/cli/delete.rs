@@ -116,15 +116,37 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             _ => missing.push(name.clone()),
         }
     }
-    if !args.dry_run {
-        for (file, drop) in &edits {
-            let docs = &index.files[file];
-            let rest: Vec<&String> = docs
+    // What stays of each file edited: nothing (the file goes), or documents to rewrite.
+    let rests: Vec<(&PathBuf, Vec<&String>)> = edits
+        .iter()
+        .map(|(file, drop)| {
+            let rest = index.files[file]
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| !drop.contains(i))
                 .map(|(_, d)| d)
                 .collect();
+            (file, rest)
+        })
+        .collect();
+    // A link is removed when nothing stays, never rewritten: checked before anything
+    // changes, so a refusal changes nothing.
+    let refusals: Vec<String> = rests
+        .iter()
+        .filter(|(_, rest)| !rest.iter().all(|d| files::is_blank(d)))
+        .filter_map(|(file, _)| manifests::link_refusal(file))
+        .collect();
+    if !refusals.is_empty() {
+        for r in &refusals {
+            eprintln!("{r}");
+        }
+        bail!(
+            "{} file(s) cannot be rewritten; nothing was changed",
+            refusals.len()
+        );
+    }
+    if !args.dry_run {
+        for (file, rest) in rests {
             if rest.iter().all(|d| files::is_blank(d)) {
                 files::remove_file(file).with_context(|| format!("removing {}", file.display()))?;
             } else {

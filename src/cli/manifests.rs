@@ -47,6 +47,24 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// Why `file` must not be rewritten, when it is a symbolic link: writing the new text in
+/// its place would replace the link with a regular file, silently cutting what it links
+/// to (a file shared with another checkout, a mounted ConfigMap).
+pub fn link_refusal(file: &Path) -> Option<String> {
+    let meta = std::fs::symlink_metadata(file).ok()?;
+    if !meta.file_type().is_symlink() {
+        return None;
+    }
+    let target = std::fs::read_link(file)
+        .map(|t| t.display().to_string())
+        .unwrap_or_else(|e| format!("(unreadable: {e})"));
+    Some(format!(
+        "{} is a symbolic link to {target}; writing it would replace the link with a file: \
+         edit {target} (or replace the link with a file of its own), then try again",
+        file.display()
+    ))
+}
+
 /// The manifest files of `dir` (its subdirectories too when `recursive`), as the
 /// operator's walker lists them; a name it cannot read (a dangling link) is an error.
 pub fn manifest_files(dir: &Path, recursive: bool) -> anyhow::Result<Vec<PathBuf>> {
