@@ -111,6 +111,13 @@ impl<R> Shared<R> {
         }
     }
 
+    /// What the backoff jitter of `what` (a pool, `relist`, `events`) is seeded from:
+    /// `<instance>/<what>`, so operators of other instances on the same daemon do not
+    /// retry in step with this one.
+    pub fn backoff_key(&self, what: &str) -> String {
+        format!("{}/{what}", self.config.instance)
+    }
+
     /// Reads the desired state.
     pub fn desired(&self) -> std::sync::RwLockReadGuard<'_, Desired> {
         self.desired.read().unwrap_or_else(|e| e.into_inner())

@@ -83,7 +83,7 @@ pub(crate) async fn relist_loop<R: Runtime>(shared: Arc<Shared<R>>) {
                 failures = failures.saturating_add(1);
                 shared.metrics.docker_error("list");
                 shared.health.docker(Err(e.to_string()));
-                Backoff::RELIST.delay(failures, &format!("{}/relist", shared.config.instance))
+                Backoff::RELIST.delay(failures, &shared.backoff_key("relist"))
             }
         };
         tokio::select! {
@@ -119,10 +119,7 @@ pub(crate) async fn docker_loop<R: Runtime>(shared: Arc<Shared<R>>) {
             }
         }
         failures = failures.saturating_add(1);
-        tokio::time::sleep(
-            Backoff::EVENTS.delay(failures, &format!("{}/events", shared.config.instance)),
-        )
-        .await;
+        tokio::time::sleep(Backoff::EVENTS.delay(failures, &shared.backoff_key("events"))).await;
         shared.relist_now.notify_one();
     }
 }

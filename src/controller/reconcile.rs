@@ -133,7 +133,7 @@ fn observe<R>(ctx: &Shared<R>, pool: &str) -> Observation {
     });
     Observation::Declared(Box::new(Snapshot {
         pool: pool.to_string(),
-        backoff_key: format!("{}/{pool}", ctx.config.instance),
+        backoff_key: ctx.backoff_key(pool),
         views: observed.iter().map(|o| o.view()).collect(),
         observed,
         spec: desired.spec,

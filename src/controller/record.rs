@@ -82,7 +82,7 @@ pub(crate) fn finished<R>(ctx: &Shared<R>, pool: &str, result: Result<Action, Fa
         s.status.last_error = Some(e.to_string());
         s.status.event("Warning", e.reason(), e.to_string());
         s.status.set_degraded(e.reason(), e.to_string());
-        let key = format!("{}/{pool}", ctx.config.instance);
+        let key = ctx.backoff_key(pool);
         (s.errors, Backoff::RECONCILE_ERRORS.delay(s.errors, &key))
     });
     tracing::warn!(
