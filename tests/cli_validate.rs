@@ -89,6 +89,16 @@ fn every_kind_of_bad_input_exits_1_with_file_line_column_and_field() {
             ":8:5: spec.scaling.pollInterval: must be greater than 0",
         ),
         (
+            "timeout.yaml",
+            format!("{GOOD}  timeout: 0s\n"),
+            ":7:3: spec.timeout: must be greater than 0",
+        ),
+        (
+            "timeout-unit.yaml",
+            format!("{GOOD}  timeout: 5 minutes\n"),
+            ":7:3: spec.timeout: invalid",
+        ),
+        (
             "image.yaml",
             GOOD.replace("invok/demo-fn:latest", "''"),
             ":6:3: spec.image: must not be empty",

@@ -96,6 +96,12 @@ pub struct FunctionPoolSpec {
     /// How to tell that a container is ready; default: a TCP connect to `port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub readiness: Option<Readiness>,
+    // The seed's `ContainerDetails.timeout` (300 s there).
+    /// The longest an invocation may take (`30s`, `5m`; default 300s); a slower
+    /// container's caller gets a 504. A routing setting: changing it replaces no
+    /// container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<IntOrString>,
 }
 
 /// One environment variable.
@@ -398,7 +404,8 @@ pub struct ContainerTemplate {
 
 impl ContainerTemplate {
     /// A short, stable hash of everything that shapes a container: when it changes,
-    /// containers are replaced. Scaling and readiness settings are not part of it.
+    /// containers are replaced. Scaling, readiness and the invocation timeout are not
+    /// part of it: the template holds none of them.
     pub fn hash(&self) -> String {
         let json = serde_json::to_vec(self).expect("template serializes");
         let digest = Sha256::digest(&json);
@@ -414,8 +421,9 @@ impl ContainerTemplate {
 /// A validated pool: the type the operator, the scaler and the gateway work with.
 ///
 /// `Deserialize` reads back what an operator served in a pool report (every field is
-/// always sent, none is optional); it trusts that operator and checks nothing again.
-/// Input from anywhere else goes through [`FunctionPool::validate`].
+/// always sent, except `timeout` by an operator older than it, which reads as
+/// [`DEFAULT_TIMEOUT`]); it trusts that operator and checks nothing again. Input from
+/// anywhere else goes through [`FunctionPool::validate`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EffectiveSpec {
@@ -427,8 +435,17 @@ pub struct EffectiveSpec {
     pub scaling: ScalingPolicy,
     /// Readiness probe.
     pub readiness: Probe,
+    /// The longest an invocation may take before the gateway gives up on the container
+    /// (`spec.timeout`, default [`DEFAULT_TIMEOUT`]; never zero). A routing setting, so
+    /// not part of `spec_hash`: changing it rolls no container.
+    #[serde(with = "duration_text", default = "default_timeout")]
+    pub timeout: Duration,
     /// `template.hash()`, computed once.
     pub spec_hash: String,
+}
+
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
 }
 
 mod duration_text {
@@ -447,6 +464,10 @@ mod duration_text {
 
 /// Port used when a manifest leaves `spec.port` out.
 pub const DEFAULT_PORT: u16 = 8080;
+
+/// Invocation timeout used when a manifest leaves `spec.timeout` out: 300 s, the seed's
+/// `ContainerDetails.timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Checks a DNS-1123 label: what Kubernetes accepts as a name, and safe in container names.
 pub fn check_dns1123_label(name: &str) -> Result<(), String> {
@@ -682,6 +703,21 @@ impl FunctionPool {
             }
         };
 
+        let timeout = match &spec.timeout {
+            None => DEFAULT_TIMEOUT,
+            Some(d) => match d.to_duration() {
+                Ok(t) if t.is_zero() => {
+                    err("spec.timeout", "must be greater than 0".into());
+                    t
+                }
+                Ok(t) => t,
+                Err(e) => {
+                    err("spec.timeout", e);
+                    DEFAULT_TIMEOUT
+                }
+            },
+        };
+
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -713,6 +749,7 @@ impl FunctionPool {
                 target_concurrency: s.target_concurrency,
             },
             readiness,
+            timeout,
         })
     }
 }

@@ -42,6 +42,8 @@ fn a_minimal_pool_gets_the_seeds_defaults() {
     assert_eq!(s.cooldown_duration, Duration::from_secs(30));
     assert_eq!(s.poll_interval, Duration::from_secs(2));
     assert_eq!(s.target_concurrency, None);
+    assert_eq!(spec.timeout, Duration::from_secs(300));
+    assert_eq!(spec.timeout, DEFAULT_TIMEOUT);
 }
 
 #[test]
@@ -50,7 +52,7 @@ fn a_full_pool_keeps_every_field() {
         "image: img:1\ncommand: [/bin/sh, -c, run]\nenv: [{name: A, value: b}]\nport: 9000\nnetwork: net\n\
 resources: {cpus: 0.5, memory: 512Mi}\nscaling: {minContainers: 2, maxContainers: 4, cpuOverloadThreshold: 0.8,\n  \
 memoryOverloadThreshold: 1G, cooldownCpuThreshold: 0.2, cooldownDuration: 1m, pollInterval: 500ms, targetConcurrency: 3}\n\
-readiness: {path: /healthz}",
+readiness: {path: /healthz}\ntimeout: 1m30s",
     )
     .validate(&ScalingDefaults::default())
     .unwrap();
@@ -75,6 +77,7 @@ readiness: {path: /healthz}",
             path: "/healthz".into()
         }
     );
+    assert_eq!(spec.timeout, Duration::from_secs(90));
 }
 
 #[test]
@@ -177,6 +180,35 @@ fn poll_interval_must_be_positive_and_durations_must_parse() {
 }
 
 #[test]
+fn timeout_takes_the_duration_grammar_and_must_be_positive() {
+    for (written, want) in [
+        ("500ms", Duration::from_millis(500)),
+        ("45", Duration::from_secs(45)),
+        ("'45'", Duration::from_secs(45)),
+        ("1m30s", Duration::from_secs(90)),
+        ("1h", Duration::from_secs(3600)),
+    ] {
+        let spec = pool(&format!("image: x\ntimeout: {written}"))
+            .validate(&ScalingDefaults::default())
+            .unwrap();
+        assert_eq!(spec.timeout, want, "{written}");
+    }
+    for zero in ["0", "0s", "0ms"] {
+        assert_one_error(
+            &format!("image: x\ntimeout: {zero}"),
+            "spec.timeout",
+            "must be greater than 0",
+        );
+    }
+    assert_one_error("image: x\ntimeout: 2d", "spec.timeout", "invalid unit");
+    assert_one_error(
+        "image: x\ntimeout: soon",
+        "spec.timeout",
+        "invalid duration",
+    );
+}
+
+#[test]
 fn memory_quantities_must_parse() {
     assert_one_error(
         "image: x\nresources: {memory: 12XB}",
@@ -272,6 +304,38 @@ fn the_spec_hash_changes_with_the_container_shape_only() {
     assert_eq!(a.spec_hash, b.spec_hash);
     assert_ne!(a.spec_hash, c.spec_hash);
     assert_eq!(a.spec_hash.len(), 16);
+}
+
+#[test]
+fn the_timeout_is_a_routing_setting_outside_the_spec_hash() {
+    let d = ScalingDefaults::default();
+    let default = pool("image: x").validate(&d).unwrap();
+    for written in ["1s", "300s", "10m", "90"] {
+        let set = pool(&format!("image: x\ntimeout: {written}"))
+            .validate(&d)
+            .unwrap();
+        // Same containers (no roll), but a different spec in force, so the change is
+        // seen by whoever reads the effective spec (the gateway).
+        assert_eq!(set.spec_hash, default.spec_hash, "{written}");
+        assert_eq!(set.template, default.template, "{written}");
+        assert_eq!(set.spec_hash, set.template.hash(), "{written}");
+    }
+    let short = pool("image: x\ntimeout: 1s").validate(&d).unwrap();
+    assert_ne!(short, default, "the timeout is part of the effective spec");
+}
+
+#[test]
+fn the_timeout_is_served_as_duration_text_and_defaults_when_an_older_operator_omits_it() {
+    let spec = pool("image: x\ntimeout: 1m30s")
+        .validate(&ScalingDefaults::default())
+        .unwrap();
+    let mut json = serde_json::to_value(&spec).unwrap();
+    assert_eq!(json["timeout"], "1m30s");
+    let back: EffectiveSpec = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back, spec);
+    json.as_object_mut().unwrap().remove("timeout");
+    let older: EffectiveSpec = serde_json::from_value(json).unwrap();
+    assert_eq!(older.timeout, DEFAULT_TIMEOUT);
 }
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

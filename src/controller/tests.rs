@@ -150,6 +150,39 @@ async fn raising_and_lowering_min_and_max_converges() {
 }
 
 #[tokio::test]
+async fn changing_the_timeout_takes_effect_without_replacing_a_container() {
+    let h = Harness::start(&[("web.yaml", manifest("web", 2, 5))]).await;
+    eventually("2 ready", || h.ready("web") == 2).await;
+    let ids = |h: &Harness| {
+        let mut ids: Vec<String> = h.rt.running("web").into_iter().map(|c| c.id).collect();
+        ids.sort();
+        ids
+    };
+    let before = ids(&h);
+    let hash = h.shared.desired().pools["web"].spec.spec_hash.clone();
+    let creates = h.rt.calls.create.load(Ordering::Relaxed);
+    let removes = h.rt.calls.remove.load(Ordering::Relaxed);
+    h.write(
+        "web.yaml",
+        &format!("{}  timeout: 5s\n", manifest("web", 2, 5)),
+    );
+    eventually("the new timeout is in force", || {
+        h.shared.desired().pools["web"].spec.timeout == Duration::from_secs(5)
+    })
+    .await;
+    let lists = h.rt.calls.list.load(Ordering::Relaxed);
+    eventually("several relists", || {
+        h.rt.calls.list.load(Ordering::Relaxed) >= lists + 4
+    })
+    .await;
+    assert_eq!(h.shared.desired().pools["web"].spec.spec_hash, hash);
+    assert_eq!(ids(&h), before, "no container was replaced");
+    assert_eq!(h.rt.calls.create.load(Ordering::Relaxed), creates);
+    assert_eq!(h.rt.calls.remove.load(Ordering::Relaxed), removes);
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn an_exited_container_is_replaced() {
     let h = Harness::start(&[("web.yaml", manifest("web", 2, 5))]).await;
     eventually("2 ready", || h.ready("web") == 2).await;

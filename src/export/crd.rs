@@ -462,6 +462,7 @@ mod tests {
             "/properties/spec/properties/scaling/properties/memoryOverloadThreshold",
             "/properties/spec/properties/scaling/properties/cooldownDuration",
             "/properties/spec/properties/scaling/properties/pollInterval",
+            "/properties/spec/properties/timeout",
         ] {
             let node = schema.pointer(pointer).unwrap();
             assert_eq!(node["x-kubernetes-int-or-string"], true, "{pointer}");

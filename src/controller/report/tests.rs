@@ -34,6 +34,7 @@ spec:
     pollInterval: 500ms
     targetConcurrency: 4
   readiness: {path: /healthz}
+  timeout: 45s
 ";
 
 /// Runs the operator on the in-memory runtime (paused clock) under a load its minimum
@@ -96,6 +97,7 @@ async fn a_served_report_reads_back_as_it_was_built() {
     let spec = report.spec.as_ref().unwrap();
     assert!(spec.template.command.is_some() && spec.template.memory.is_some());
     assert_eq!(spec.scaling.target_concurrency, Some(4));
+    assert_eq!(spec.timeout, Duration::from_secs(45));
     assert!(report.containers.iter().all(|c| c.host_port.is_some()));
     assert!(!report.conditions.is_empty() && !report.events.is_empty());
 
@@ -128,6 +130,8 @@ async fn a_report_without_the_optional_fields_still_reads() {
         &["command", "network", "cpus", "memory"],
     );
     drop(&mut json["spec"]["scaling"], &["targetConcurrency"]);
+    // An operator older than `spec.timeout` did not send it.
+    drop(&mut json["spec"], &["timeout"]);
     for c in json["containers"].as_array_mut().unwrap() {
         drop(c, &["status", "cpu", "rss", "hostPort"]);
     }
@@ -143,6 +147,7 @@ async fn a_report_without_the_optional_fields_still_reads() {
     let spec = read.spec.unwrap();
     assert!(spec.template.command.is_none() && spec.template.memory.is_none());
     assert_eq!(spec.scaling.target_concurrency, None);
+    assert_eq!(spec.timeout, crate::api::DEFAULT_TIMEOUT);
     assert!(read
         .containers
         .iter()
