@@ -404,6 +404,7 @@ spec:
     pollInterval: 500ms
     targetConcurrency: 4
   readiness: {path: /healthz}
+  timeout: 45s
 ";
 
     fn container(name: &str, phase: Phase, hash: &str) -> ContainerReport {

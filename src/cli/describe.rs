@@ -9,10 +9,11 @@ use super::EXIT_OK;
 
 /// Show one pool in detail, from a running operator.
 ///
-/// Prints the effective spec (defaults applied), the replica counts and why, the
-/// conditions (Ready, Progressing, Degraded with their reasons), every container with
-/// its state, readiness, load status, CPU (of its limit), RSS, requests in flight, age
-/// and loopback port, the last scale event and the recent events.
+/// Prints the effective spec (defaults applied, the invocation timeout included), the
+/// replica counts and why, the conditions (Ready, Progressing, Degraded with their
+/// reasons), every container with its state, readiness, load status, CPU (of its
+/// limit), RSS, requests in flight, age and loopback port, the last scale event and the
+/// recent events.
 ///
 /// Example:
 ///   invok describe hello
@@ -143,6 +144,10 @@ pub fn render(r: &PoolReport, now: u64) -> String {
                 s.target_concurrency
                     .map(|c| format!("{c} requests in flight per container"))
                     .unwrap_or_else(|| "<none>".into()),
+            ),
+            (
+                "Timeout",
+                format!("{} per invocation", format_duration(sp.timeout)),
             ),
             ("Spec hash", sp.spec_hash.clone()),
         ]);
@@ -306,6 +311,7 @@ Overloaded:         CPU above 70% of the limit, or RSS above 286Mi
 Idle:               CPU below 10%; removed after 1m30s idle
 Poll interval:      500ms
 Target concurrency: 4 requests in flight per container
+Timeout:            45s per invocation
 Spec hash:          d30f29dcb5e99689
 Replicas:           2 desired (cpu), 3 current, 1 ready, 1 starting, 0 outdated
 Load:               0 healthy, 1 overloaded, 0 idle
