@@ -56,7 +56,7 @@ pub struct CrdArgs {}
 /// take their defaults from the same environment variables as `invok run`.
 ///
 /// What Kubernetes cannot express the same way (minContainers 0, targetConcurrency,
-/// cooldownCpuThreshold, network, pollInterval) is said on stderr as a warning.
+/// cooldownCpuThreshold, network, pollInterval, timeout) is said on stderr as a warning.
 /// Invalid manifests are reported as FILE:LINE:COL: field: message, and nothing is
 /// printed.
 ///

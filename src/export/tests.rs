@@ -376,6 +376,19 @@ fn a_cooldown_cpu_threshold_that_was_written_warns_that_the_hpa_has_no_idle_thre
 }
 
 #[test]
+fn a_timeout_that_was_written_warns_that_kubernetes_has_no_request_timeout_here() {
+    let o = export("  image: x\n  timeout: 90s\n");
+    let w = warned(&o, "spec.timeout").unwrap();
+    assert!(w.starts_with("1m30s not exported"), "{w}");
+    for place in ["HTTPRoute", "proxy-read-timeout", "timeoutSeconds"] {
+        assert!(w.contains(place), "{place} not in {w}");
+    }
+    // Nothing invented: no field of the objects carries it.
+    assert_eq!(o.deployment, export("  image: x\n").deployment);
+    assert_eq!(warned(&export(MINIMAL), "spec.timeout"), None);
+}
+
+#[test]
 fn network_is_not_exported_with_a_warning() {
     let o = export("  image: x\n  network: invok-network\n");
     let w = warned(&o, "spec.network").unwrap();

@@ -16,6 +16,9 @@
 //!   an unlimited container against); memory an average value per pod. Scale-up is not
 //!   rate-limited beyond one step per `pollInterval` (Invok adds what the load needs at
 //!   once); scale-down waits `cooldownDuration` of lower recommendations.
+//! - The invocation timeout: a Deployment and a Service have no request timeout (it
+//!   belongs to whatever routes requests in, an HTTPRoute, an Ingress, Knative), so a
+//!   `timeout` the manifest sets is a warning.
 //!
 //! What has no equivalent comes back as a [`Warning`] naming the field.
 
@@ -175,6 +178,15 @@ pub fn pool_objects(
             "spec.scaling.minContainers",
             format!(
                 "0 (scale to zero) has no HorizontalPodAutoscaler equivalent: the HPA needs minReplicas >= 1 unless the alpha feature gate HPAScaleToZero is on, and nothing in plain Kubernetes starts a pod on the first request. Exported as Deployment replicas 0 and HPA minReplicas 1; the HPA does not act on a Deployment at 0 replicas, so the pool stays at zero until scaled (kubectl scale deployment/{name} --replicas=1), then keeps at least 1. For scale to zero on demand, use KEDA (its HTTP add-on) instead of this HPA"
+            ),
+        );
+    }
+    if manifest.spec.timeout.is_some() {
+        warnings.add(
+            "spec.timeout",
+            format!(
+                "{} not exported: a Deployment and its Service have no request timeout, so Kubernetes ends no slow request; set it where requests enter the cluster: a Gateway API HTTPRoute's timeouts.request, your Ingress controller's (ingress-nginx: the nginx.ingress.kubernetes.io/proxy-read-timeout annotation), or Knative Serving's timeoutSeconds",
+                api::format_duration(spec.timeout)
             ),
         );
     }
