@@ -586,6 +586,7 @@ fn export_kubernetes_prints_a_deployment_service_and_hpa_per_example_pool() {
         "scale-to-zero: spec.scaling.minContainers: 0 (scale to zero)",
         "full: spec.scaling.targetConcurrency:",
         "full: spec.scaling.cooldownCpuThreshold:",
+        "full: spec.timeout:",
         "cpu-heavy: spec.scaling.pollInterval:",
     ] {
         assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
