@@ -37,12 +37,8 @@ pub async fn serve<R: Runtime>(
     shared: Arc<Shared<R>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = axum::serve::ListenerExt::tap_io(listener, |s| {
-        let _ = s.set_nodelay(true);
-    });
-    axum::serve(listener, router(shared))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = crate::http::ServeLimits::default();
+    crate::http::serve(listener, router(shared), limits, shutdown).await
 }
 
 fn error(code: StatusCode, message: impl Into<String>) -> Response {

@@ -42,7 +42,8 @@
 //!   snapshot the controller hands it.
 //! - [`controller`]: the desired state and its prune rules, the input loops, and
 //!   `reconcile` in four steps (observe, decide, act, record), backoff and status.
-//! - [`gateway`], [`admin`]: the HTTP surfaces.
+//! - [`gateway`], [`admin`]: the HTTP surfaces, served by [`http`] (hyper with a header
+//!   read timeout; a failed accept pauses instead of spinning).
 //! - [`export`]: the same pools as Kubernetes objects.
 //! - [`facade`]: the seed's programmatic API over the same engine.
 //!
@@ -75,6 +76,7 @@ pub mod controller;
 pub mod export;
 pub mod facade;
 pub mod gateway;
+pub mod http;
 pub mod manifest;
 pub mod metrics;
 pub mod probe;

@@ -55,6 +55,14 @@ pub struct Args {
     /// How long a request waits for a ready container (scale from zero) before a 503.
     #[arg(long, env = "INVOK_COLD_START_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     cold_start_timeout: std::time::Duration,
+    /// Requests the gateway holds at once (waiting for a container, forwarded, or
+    /// streaming their answer); more get a 503 with `Retry-After: 1` at once.
+    #[arg(long, env = "INVOK_MAX_IN_FLIGHT", default_value_t = invok::gateway::DEFAULT_MAX_IN_FLIGHT as u32, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    max_in_flight: u32,
+    /// A client must send a request's headers within this, on the gateway and the admin
+    /// API (slow clients are cut off); a kept-alive connection idle this long is closed.
+    #[arg(long, env = "INVOK_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    header_read_timeout: std::time::Duration,
     /// Address of the admin API (/status, /api/v1/pools, /healthz, /readyz).
     #[arg(
         long,
@@ -164,6 +172,10 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         let gateway_config = invok::gateway::GatewayConfig {
             max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
             cold_start_timeout: args.cold_start_timeout,
+            max_in_flight: args.max_in_flight as usize,
+            limits: invok::http::ServeLimits {
+                header_read_timeout: args.header_read_timeout,
+            },
             ..Default::default()
         };
         let runtime = Arc::new(DockerRuntime::connect_or_pin(args.instance.clone()).await?);
