@@ -74,7 +74,7 @@ fn store(spec: &EffectiveSpec, n: usize, others: usize) -> ObservedStore {
         }
         assert!(store.mark_ready(id));
         if pool != POOL && k % 10 == 1 {
-            store.mark_draining(id);
+            store.mark_draining(id, invok::scaler::RemoveReason::Surplus);
             continue;
         }
         // Mostly healthy, every seventh idle, every eleventh overloaded.

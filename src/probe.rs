@@ -132,7 +132,7 @@ impl<R: Runtime> Prober<R> {
         // before the id left `probing` (its `ensure` then did nothing): look again
         // rather than leave it suspect with no probe to clear it.
         let recheck = self.store.get(id).is_some_and(|o| {
-            o.suspect && o.info.state == RunState::Running && !o.draining && !o.failed
+            o.suspect && o.info.state == RunState::Running && o.draining.is_none() && !o.failed
         });
         if let Some(probe) = recheck.then(|| (self.readiness)(pool)).flatten() {
             self.ensure(id, pool, &probe);
@@ -149,7 +149,9 @@ impl<R: Runtime> Prober<R> {
         pause: Duration,
     ) -> Verdict {
         let id = o.info.id.as_str();
-        if !matches!(o.info.state, RunState::Running | RunState::Created) || o.draining || o.failed
+        if !matches!(o.info.state, RunState::Running | RunState::Created)
+            || o.draining.is_some()
+            || o.failed
         {
             return Verdict::Done;
         }

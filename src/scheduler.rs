@@ -34,6 +34,13 @@ impl Action {
         }
     }
 
+    /// The same, but looking again after `d` at the latest.
+    pub fn sooner(self, d: Duration) -> Action {
+        Action {
+            requeue_after: Some(self.requeue_after.map_or(d, |a| a.min(d))),
+        }
+    }
+
     /// Wait for the next trigger.
     pub fn await_change() -> Action {
         Action {

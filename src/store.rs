@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::api::EffectiveSpec;
 use crate::runtime::{ContainerInfo, RunState};
-use crate::scaler::{classify, ContainerView, LoadState, Phase, Usage};
+use crate::scaler::{classify, ContainerView, LoadState, Phase, RemoveReason, Usage};
 
 /// How long a removed container's id is remembered, so a stale list cannot revive it.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(120);
@@ -50,8 +50,8 @@ pub struct Observed {
     pub suspect: bool,
     /// The probe gave up on it.
     pub failed: bool,
-    /// Taken out of routing, being removed.
-    pub draining: bool,
+    /// Taken out of routing to be removed: since when, and why.
+    pub draining: Option<Drain>,
     /// Latest usage sample.
     pub usage: Option<Usage>,
     /// Load state of the latest sample.
@@ -65,7 +65,7 @@ pub struct Observed {
 impl Observed {
     /// The phase the scaler works with.
     pub fn phase(&self) -> Phase {
-        if self.draining || self.info.state == RunState::Removing {
+        if self.draining.is_some() || self.info.state == RunState::Removing {
             return Phase::Draining;
         }
         match self.info.state {
@@ -105,6 +105,16 @@ impl Observed {
             pinned: self.info.pinned,
         }
     }
+}
+
+/// A container taken out of routing to be removed: it gets no new requests, and is
+/// stopped once those in flight are done (or the pool's timeout has passed).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Drain {
+    /// When it left routing.
+    pub since: Instant,
+    /// Why it goes (the first reason given).
+    pub reason: RemoveReason,
 }
 
 /// A change of a container's load state, for the seed's log line.
@@ -266,11 +276,17 @@ impl ObservedStore {
             .insert(info.id.clone(), fresh(info, Instant::now()));
     }
 
-    /// Takes a container out of routing before it is stopped.
-    pub fn mark_draining(&self, id: &str) {
-        if let Some(o) = self.write().containers.get_mut(id) {
-            o.draining = true;
-        }
+    /// Takes a container out of routing before it is stopped, for `reason` (kept from
+    /// the first call). Returns its drain and the requests it still has in flight, which
+    /// from now on only go down: a pick holds the read lock, and this the write lock.
+    pub fn mark_draining(&self, id: &str, reason: RemoveReason) -> Option<(Drain, usize)> {
+        let mut inner = self.write();
+        let o = inner.containers.get_mut(id)?;
+        let drain = *o.draining.get_or_insert(Drain {
+            since: Instant::now(),
+            reason,
+        });
+        Some((drain, o.in_flight.load(Ordering::Acquire)))
     }
 
     /// Forgets a removed container, and ignores it in lists taken before the removal.
@@ -487,7 +503,7 @@ fn fresh(info: ContainerInfo, now: Instant) -> Observed {
         unready_since: None,
         suspect: false,
         failed: false,
-        draining: false,
+        draining: None,
         usage: None,
         load: None,
         idle_since: None,
@@ -626,7 +642,7 @@ mod tests {
             assert_eq!(in_flight(&s, id), 0, "{id} counted a request");
         }
         // A pool of containers none of which qualifies: None.
-        s.mark_draining("ready");
+        s.mark_draining("ready", RemoveReason::Surplus);
         assert!(s.pick("web", None).is_none());
     }
 
@@ -646,7 +662,7 @@ mod tests {
         ] {
             assert!(s.mark_ready(id));
         }
-        s.mark_draining("draining");
+        s.mark_draining("draining", RemoveReason::Surplus);
         s.mark_failed("failed");
         assert!(s.mark_unready("unready"));
         // A relist sees some of them change state.
@@ -778,7 +794,7 @@ mod tests {
             assert_eq!(pick_released(&s, None).as_deref(), Some("ok"));
         }
         // Without ok, the overloaded ones take requests, least in flight then CPU.
-        s.mark_draining("ok");
+        s.mark_draining("ok", RemoveReason::Surplus);
         assert_eq!(pick_released(&s, None).as_deref(), Some("fat"));
         let held = s.pick("web", None).unwrap();
         assert_eq!(held.id, "fat");
@@ -816,7 +832,7 @@ mod tests {
         }
         assert_eq!(in_flight(&s, "a"), 0);
         // Avoiding the only candidate leaves none; avoiding an unknown id changes nothing.
-        s.mark_draining("b");
+        s.mark_draining("b", RemoveReason::Surplus);
         assert!(s.pick("web", Some("a")).is_none());
         assert_eq!(pick_released(&s, Some("zzz")).as_deref(), Some("a"));
     }

@@ -13,7 +13,7 @@ use rand::Rng;
 
 use super::context::Shared;
 use super::pass::{Decision, Happened, Outcome, Snapshot};
-use crate::api::EffectiveSpec;
+use crate::api::{self, EffectiveSpec};
 use crate::runtime::{CreateRequest, RunState, Runtime, RuntimeError};
 use crate::scaler::{Phase, RemoveReason};
 
@@ -48,9 +48,10 @@ pub(crate) async fn execute<R: Runtime>(
         let name = s
             .container(id)
             .map_or_else(|| id.clone(), |o| o.info.name.clone());
-        remove(ctx, id, name, *reason, report)
+        remove(ctx, id, name, *reason, s.spec.timeout, report)
     }))
     .await;
+    out.draining = results.iter().any(|r| matches!(r, Ok(Removal::Draining)));
     if let Some(e) = results.into_iter().find_map(Result::err) {
         out.error = Some(e);
     }
@@ -100,18 +101,47 @@ fn room<R>(ctx: &Shared<R>, s: &Snapshot) -> usize {
     s.spec.scaling.max.saturating_add(1).saturating_sub(present)
 }
 
+/// How soon a pass with a container draining looks again (the container goes this
+/// long after its last request at most).
+pub(crate) const DRAIN_RECHECK: Duration = Duration::from_millis(100);
+
+/// What became of one removal.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Removal {
+    /// The container is gone.
+    Done,
+    /// Out of routing, but requests are still in flight on it: a later pass removes it.
+    Draining,
+    /// Shutdown began: nothing was done.
+    Stopping,
+}
+
 /// Drains and removes one container, and reports it; nothing when shutdown began first.
+///
+/// The container leaves routing at once. One with requests in flight stays until they
+/// are done or `drain_for` (the pool's timeout, by which the gateway has ended them) has
+/// passed since it left; a failed one goes at once.
 async fn remove<R: Runtime>(
     ctx: &Shared<R>,
     id: &str,
     name: String,
     reason: RemoveReason,
+    drain_for: Duration,
     report: &(dyn Fn(Happened) + Sync),
-) -> Result<(), RuntimeError> {
+) -> Result<Removal, RuntimeError> {
     if ctx.is_stopping() {
-        return Ok(());
+        return Ok(Removal::Stopping);
     }
-    ctx.store.mark_draining(id);
+    let mut reason = reason;
+    if let Some((drain, in_flight)) = ctx.store.mark_draining(id, reason) {
+        if reason == RemoveReason::Retry {
+            reason = drain.reason;
+        }
+        let drained = drain.since.elapsed() >= drain_for;
+        if reason != RemoveReason::Failed && in_flight > 0 && !drained {
+            return Ok(Removal::Draining);
+        }
+    }
     let grace = if reason == RemoveReason::Failed {
         Duration::ZERO
     } else {
@@ -121,7 +151,7 @@ async fn remove<R: Runtime>(
         .docker("remove", ctx.runtime.remove(id, grace).await)?;
     ctx.store.remove(id);
     report(Happened::Removed { name, reason });
-    Ok(())
+    Ok(Removal::Done)
 }
 
 /// Makes sure the image and network of the current spec exist (once per spec hash).
@@ -184,12 +214,14 @@ async fn create_one<R: Runtime>(
 }
 
 /// Removes every container of a pool that no manifest declares any more, reporting
-/// each, then forgets the pool.
+/// each, then forgets the pool. Containers with requests in flight are drained first
+/// (the pool's spec is gone: at most [`api::DEFAULT_TIMEOUT`]; the gateway ends each
+/// request at its own pool's timeout anyway); `Ok(false)` means some still drain.
 pub(crate) async fn prune<R: Runtime>(
     ctx: &Shared<R>,
     pool: &str,
     report: &(dyn Fn(Happened) + Sync),
-) -> Result<(), RuntimeError> {
+) -> Result<bool, RuntimeError> {
     let containers = ctx.store.pool(pool);
     let results = join_all(containers.iter().map(|o| {
         remove(
@@ -197,11 +229,15 @@ pub(crate) async fn prune<R: Runtime>(
             &o.info.id,
             o.info.name.clone(),
             RemoveReason::Pruned,
+            api::DEFAULT_TIMEOUT,
             report,
         )
     }))
     .await;
-    results.into_iter().collect::<Result<(), _>>()?;
+    let results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    if results.iter().any(|r| *r != Removal::Done) {
+        return Ok(false);
+    }
     ctx.pools.forget(pool);
-    Ok(())
+    Ok(true)
 }

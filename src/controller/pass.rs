@@ -110,6 +110,8 @@ pub(crate) struct Outcome {
     pub held_back: Option<Duration>,
     /// Shutdown had begun: nothing was done.
     pub stopped: bool,
+    /// A container to remove still has requests in flight: look again soon.
+    pub draining: bool,
     /// The first Docker call that failed (the others went on).
     pub error: Option<RuntimeError>,
 }

@@ -79,8 +79,11 @@ async fn reconcile_pool<R: Runtime>(
             may_prune: true, ..
         } => {
             record::pruning(ctx, pool);
-            act::prune(ctx, pool, &|h| record::pruned(pool, h)).await?;
-            Ok(Action::await_change())
+            if act::prune(ctx, pool, &|h| record::pruned(pool, h)).await? {
+                Ok(Action::await_change())
+            } else {
+                Ok(Action::requeue(act::DRAIN_RECHECK))
+            }
         }
         Observation::Undeclared { manifest_error, .. } => {
             record::undeclared(ctx, pool, manifest_error);

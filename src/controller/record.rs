@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::act::DRAIN_RECHECK;
 use super::backoff::Backoff;
 use super::context::Shared;
 use super::pass::{Decision, Happened, Memory, Outcome, Snapshot};
@@ -151,7 +152,11 @@ pub(crate) fn acted<R>(
     if let Some(e) = out.error {
         return Err(e);
     }
-    Ok(conclude(ctx, &s.pool, &s.spec, s.now))
+    let next = conclude(ctx, &s.pool, &s.spec, s.now);
+    if out.draining {
+        return Ok(next.sooner(DRAIN_RECHECK));
+    }
+    Ok(next)
 }
 
 fn record_decision<R>(ctx: &Shared<R>, s: &Snapshot, d: &Decision, state: &mut PoolState) {
@@ -247,8 +252,10 @@ pub(crate) fn happened<R>(ctx: &Shared<R>, s: &Snapshot, d: &Decision, h: Happen
 
 /// A pool no manifest declares any more is about to be pruned.
 pub(crate) fn pruning<R>(ctx: &Shared<R>, pool: &str) {
-    let n = ctx.store.pool(pool).len();
-    if n > 0 {
+    let containers = ctx.store.pool(pool);
+    let n = containers.len();
+    // Said once: a later pass that finds them all draining says nothing again.
+    if containers.iter().any(|o| o.draining.is_none()) {
         tracing::info!("Pruning pool {pool}: no manifest declares it; removing {n} container(s)");
     }
 }

@@ -358,3 +358,104 @@ async fn a_restarted_operator_adopts_what_it_finds() {
     assert_eq!(h2.rt.calls.create.load(Ordering::Relaxed), creates);
     h2.stop().await;
 }
+
+/// Takes one request in flight on every ready container of `pool`, as the gateway does.
+fn hold_requests(h: &Harness, pool: &str) -> Vec<crate::store::Route> {
+    let mut held = Vec::new();
+    let ready = h.ready(pool);
+    for _ in 0..ready {
+        held.push(h.shared.store.pick(pool, None).expect("a ready container"));
+    }
+    held
+}
+
+fn release(routes: Vec<crate::store::Route>) {
+    for r in routes {
+        r.in_flight.fetch_sub(1, Ordering::Release);
+    }
+}
+
+#[tokio::test]
+async fn a_container_with_requests_in_flight_drains_before_it_is_removed() {
+    let h = Harness::start(&[("web.yaml", manifest("web", 3, 5))]).await;
+    eventually("3 ready", || h.ready("web") == 3).await;
+    let held = hold_requests(&h, "web");
+    let removes = h.rt.calls.remove.load(Ordering::Relaxed);
+    h.write("web.yaml", &manifest("web", 1, 1));
+    eventually("2 draining", || {
+        let views = h.shared.store.views("web");
+        views
+            .iter()
+            .filter(|v| v.phase == crate::scaler::Phase::Draining)
+            .count()
+            == 2
+    })
+    .await;
+    // Several passes later, with requests still in flight, nothing was stopped.
+    let passes = h.shared.pool_state("web", |s| s.status.reconciles);
+    eventually("several passes", || {
+        h.shared.pool_state("web", |s| s.status.reconciles) >= passes + 5
+    })
+    .await;
+    assert_eq!(h.rt.calls.remove.load(Ordering::Relaxed), removes);
+    assert_eq!(h.rt.running("web").len(), 3);
+    assert!(
+        h.shared.store.pick("web", None).is_some_and(|r| {
+            let kept = h.shared.store.get(&r.id).unwrap().draining.is_none();
+            r.in_flight.fetch_sub(1, Ordering::Release);
+            kept
+        }),
+        "new requests go to the container that stays"
+    );
+    release(held);
+    eventually("drained and removed", || h.rt.running("web").len() == 1).await;
+    assert_eq!(h.rt.calls.remove.load(Ordering::Relaxed), removes + 2);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_drain_ends_at_the_pools_timeout() {
+    let slow = format!("{}  timeout: 300ms\n", manifest("web", 2, 2));
+    let h = Harness::start(&[("web.yaml", slow)]).await;
+    eventually("2 ready", || h.ready("web") == 2).await;
+    let held = hold_requests(&h, "web");
+    h.write(
+        "web.yaml",
+        &format!("{}  timeout: 300ms\n", manifest("web", 1, 1)),
+    );
+    eventually("one removed although its request never ended", || {
+        h.rt.running("web").len() == 1
+    })
+    .await;
+    release(held);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_deleted_pool_drains_its_requests_before_it_is_pruned() {
+    let h = Harness::start(&[("web.yaml", manifest("web", 2, 2))]).await;
+    eventually("2 ready", || h.ready("web") == 2).await;
+    let held = hold_requests(&h, "web");
+    std::fs::remove_file(h.dir.path().join("web.yaml")).unwrap();
+    eventually("both draining", || {
+        let views = h.shared.store.views("web");
+        views.len() == 2
+            && views
+                .iter()
+                .all(|v| v.phase == crate::scaler::Phase::Draining)
+    })
+    .await;
+    let passes = h.shared.pool_state("web", |s| s.status.reconciles);
+    eventually("several passes", || {
+        h.shared.pool_state("web", |s| s.status.reconciles) >= passes + 5
+    })
+    .await;
+    assert_eq!(
+        h.rt.running("web").len(),
+        2,
+        "requests in flight hold the prune"
+    );
+    release(held);
+    eventually("pruned", || h.rt.snapshot().is_empty()).await;
+    h.stop().await;
+}

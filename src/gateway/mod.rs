@@ -229,31 +229,32 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, target: &Target<'_>, req: Request)
     let headers = upstream_headers(parts.headers, pool, client);
     let mut avoid: Option<String> = None;
     loop {
-        let route =
-            match avoid.as_deref() {
-                // A resend goes to another container, now or not at all.
-                Some(failed) => match gw.shared.store.pick(pool, Some(failed)) {
-                    Some(r) => r,
-                    None => return error(
+        let route = match avoid.as_deref() {
+            // A resend goes to another container, now or not at all.
+            Some(failed) => match gw.shared.store.pick(pool, Some(failed)) {
+                Some(r) => r,
+                None => {
+                    return error(
                         StatusCode::BAD_GATEWAY,
                         format!(
                             "a container of {pool:?} refused the connection and no other is ready"
                         ),
-                    ),
-                },
-                None => match acquire(gw, pool).await {
-                    Some(route) => route,
-                    None => {
-                        return error(
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!(
-                                "no container of {pool:?} became ready within {:?}",
-                                gw.config.cold_start_timeout
-                            ),
-                        )
-                    }
-                },
-            };
+                    )
+                }
+            },
+            None => match acquire(gw, pool).await {
+                Some(route) => route,
+                None => {
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "no container of {pool:?} became ready within {:?}",
+                            gw.config.cold_start_timeout
+                        ),
+                    )
+                }
+            },
+        };
         let in_flight = InFlight(route.in_flight.clone());
         let uri: Uri =
             match format!("http://127.0.0.1:{}{}", route.port, target.path_and_query).parse() {

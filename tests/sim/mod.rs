@@ -1143,7 +1143,7 @@ impl Sim {
         // legitimately take it out of routing for a while, but never make it a crash.
         let flaky = self.rt.faults().probe_flake > 0.0;
         match shared.store.get(&id) {
-            Some(o) if o.phase() == Phase::Ready || o.draining => Ok(()),
+            Some(o) if o.phase() == Phase::Ready || o.draining.is_some() => Ok(()),
             Some(o) if flaky && !o.failed => Ok(()),
             Some(o) => fail(
                 "unreachable-once-is-not-a-crash",
