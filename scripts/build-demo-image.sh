@@ -8,11 +8,16 @@
 #   POST /  (with a body)       -> same as /cgi-bin/echo
 #   /?cpu=MS, /?mb=MB&ms=MS, /?sleep=MS, /?status=CODE -> the CGIs below
 #   /cgi-bin/echo               -> the request body verbatim, headers
-#                                  X-Hostname, X-Method, X-Query
+#                                  X-Hostname, X-Method, X-Query, X-Request-Uri
+#                                  (raw), X-Got-Forwarded-For/-Proto/-Host
 #   /cgi-bin/cpu?ms=N           -> burns one core for N ms
 #   /cgi-bin/mem?mb=N&ms=M      -> holds about N MB of RSS for M ms
 #   /cgi-bin/sleep?ms=N         -> answers after N ms, idle
 #   /cgi-bin/status?code=N      -> answers with HTTP status N
+#
+# With the command `nc -ll -p 8080 -e /usr/lib/demo-fn/raw-request` instead of
+# httpd, it answers every request with its request line and headers exactly as
+# they arrived (httpd normalises the path it shows a CGI).
 #
 # httpd runs as PID 1 and so ignores SIGTERM: `docker stop` waits its whole
 # timeout (10 s) and then kills it, unless the container runs with --init
@@ -130,6 +135,7 @@ nogroup:x:65534:
 EOF
 
 install -m 0644 "$src/common.sh" "$root/usr/lib/demo-fn/common.sh"
+install -m 0755 "$src/raw-request" "$root/usr/lib/demo-fn/raw-request"
 for f in "$src"/cgi-bin/*; do
   install -m 0755 "$f" "$root/www/cgi-bin/$(basename "$f")"
 done

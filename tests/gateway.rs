@@ -1,4 +1,8 @@
 //! The gateway on real Docker: pass-through, spreading, failures, scale from zero.
+#![allow(
+    clippy::disallowed_types,
+    reason = "blocking tests against a real operator: a 504 must come at the pool's timeout, on the wall clock"
+)]
 
 mod support;
 
@@ -365,4 +369,267 @@ fn in_flight_counts_return_to_zero_after_traffic() {
         let cs = report["containers"].as_array().cloned().unwrap_or_default();
         cs.len() == 2 && cs.iter().all(|c| c["inFlight"] == 0)
     });
+}
+
+/// Sends `head` (a request line and headers, without the blank line) and then `body`
+/// as chunks, on a raw connection: (status, headers, body).
+fn chunked_request(
+    port: u16,
+    head: &str,
+    chunks: &[&[u8]],
+) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut out = format!(
+        "{head}\r\nHost: 127.0.0.1\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    for c in chunks {
+        out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        out.extend_from_slice(c);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    // The gateway may answer 413 and close before it read everything: a write error
+    // then is expected, the answer is what counts.
+    let _ = s.write_all(&out);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    parse_response(&resp)
+}
+
+fn parse_response(resp: &[u8]) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(resp)));
+    let head = String::from_utf8_lossy(&resp[..split]).to_string();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = resp[split + 4..].to_vec();
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    (status, headers, body)
+}
+
+#[test]
+fn path_and_query_reach_the_function_byte_for_byte_with_forwarded_headers() {
+    // A function that answers with its request head exactly as it arrived (busybox
+    // httpd would show a CGI the path decoded and normalised).
+    let raw = pool_yaml(
+        "raw",
+        1,
+        1,
+        "  command: [\"nc\", \"-ll\", \"-p\", \"8080\", \"-e\", \"/usr/lib/demo-fn/raw-request\"]\n",
+    );
+    let op = Operator::start("gw-exact", &[("raw.yaml", raw)]);
+    op.wait_converged("raw", 1, T);
+    let path = "/a%2Fb/%65cho//c%20d/%3F?q=%3F%2F%20&r=a+b&s=%25&&t";
+    let (status, _, body) = request(
+        op.gateway_port,
+        "PUT",
+        &format!("/function/raw{path}"),
+        &[
+            ("X-Forwarded-For", "203.0.113.9"),
+            ("Connection", "x-hop"),
+            ("X-Hop", "1"),
+        ],
+        b"",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let head = String::from_utf8(body).unwrap();
+    let mut lines = head.lines();
+    assert_eq!(lines.next(), Some(format!("PUT {path} HTTP/1.1").as_str()));
+    let headers: BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    assert_eq!(headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert_eq!(
+        headers["x-forwarded-host"],
+        format!("127.0.0.1:{}", op.gateway_port)
+    );
+    assert_eq!(headers["x-forwarded-prefix"], "/function/raw");
+    assert!(
+        !headers.contains_key("x-hop") && !headers.contains_key("connection"),
+        "hop-by-hop headers stay behind: {headers:?}"
+    );
+}
+
+#[test]
+fn a_function_slower_than_the_pools_timeout_is_a_504_and_leaves_no_count() {
+    let op = Operator::start(
+        "gw-504",
+        &[("web.yaml", pool_yaml("web", 1, 1, "  timeout: 1s\n"))],
+    );
+    op.wait_converged("web", 1, T);
+    let started = std::time::Instant::now();
+    let (status, _, body) = request(
+        op.gateway_port,
+        "GET",
+        "/function/web/?sleep=5000",
+        &[],
+        b"",
+    );
+    let took = started.elapsed();
+    assert_eq!(status, 504);
+    assert!(
+        json_error(&body).contains("did not answer within the pool's timeout of 1s"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "answered after {took:?}, not at the timeout"
+    );
+    let id = running(&op.instance, "web")[0].id.clone();
+    eventually(T, "the request is no longer counted in flight", || {
+        op.container_json("web", &id)["inFlight"] == 0
+    });
+    // A function within its timeout answers as before.
+    let (status, _, body) = request(op.gateway_port, "GET", "/function/web/?sleep=200", &[], b"");
+    assert_eq!((status, body.as_slice()), (200, &b"slept 200 ms\n"[..]));
+}
+
+#[test]
+fn chunked_uploads_over_max_body_get_413_and_small_ones_arrive_whole() {
+    let op = Operator::start_with(
+        "gw-chunked",
+        &[("web.yaml", pool_yaml("web", 1, 1, ""))],
+        &["--max-body", "1Ki"],
+    );
+    op.wait_converged("web", 1, T);
+    let big = [b'x'; 700];
+    let (status, _, body) = chunked_request(
+        op.gateway_port,
+        "POST /function/web/cgi-bin/echo HTTP/1.1",
+        &[&big, &big],
+    );
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    assert!(json_error(&body).contains("exceeds the limit of 1024 bytes"));
+    // A small chunked body reaches a function that only reads Content-Length.
+    let (status, _, body) = chunked_request(
+        op.gateway_port,
+        "POST /function/web/cgi-bin/echo HTTP/1.1",
+        &[b"hello, ", b"chunked world"],
+    );
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &b"hello, chunked world"[..])
+    );
+}
+
+#[test]
+fn a_request_in_flight_during_a_scale_down_completes() {
+    let op = Operator::start("gw-drain", &[("web.yaml", pool_yaml("web", 2, 2, ""))]);
+    op.wait_converged("web", 2, T);
+    let port = op.gateway_port;
+    // One slow request on each container.
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || request(port, "GET", "/function/web/?sleep=4000", &[], b""))
+        })
+        .collect();
+    eventually(T, "both containers have a request in flight", || {
+        op.pool_json("web")["containers"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().filter(|c| c["inFlight"] == 1).count() == 2)
+    });
+    op.write("web.yaml", &pool_yaml("web", 1, 1, ""));
+    eventually(T, "one container drains", || {
+        op.pool_json("web")["containers"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["phase"] == "draining"))
+    });
+    let draining = op.pool_json("web")["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["phase"] == "draining")
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .unwrap();
+    // New requests go to the container that stays.
+    for _ in 0..3 {
+        let (status, headers, _) = request(port, "GET", "/function/web", &[], b"");
+        assert_eq!(status, 200);
+        assert_ne!(
+            headers["x-invok-container"], draining,
+            "routed to a draining container"
+        );
+    }
+    for h in slow {
+        let (status, _, body) = h.join().unwrap();
+        assert_eq!(
+            (status, body.as_slice()),
+            (200, &b"slept 4000 ms\n"[..]),
+            "a request in flight during the scale-down completes"
+        );
+    }
+    eventually(T, "the drained container is removed", || {
+        running(&op.instance, "web").len() == 1
+    });
+    assert!(running(&op.instance, "web")
+        .iter()
+        .all(|c| c.name != draining));
+}
+
+#[test]
+fn a_post_whose_container_dies_is_a_502_and_is_never_sent_again() {
+    let op = Operator::start("gw-noreplay", &[("web.yaml", pool_yaml("web", 2, 2, ""))]);
+    op.wait_converged("web", 2, T);
+    let port = op.gateway_port;
+    let post = std::thread::spawn(move || {
+        request(
+            port,
+            "POST",
+            "/function/web/?sleep=8000",
+            &[],
+            b"charge the card once",
+        )
+    });
+    let mut victim = None;
+    eventually(T, "the POST is running in a container", || {
+        victim = op.pool_json("web")["containers"].as_array().and_then(|cs| {
+            cs.iter()
+                .find(|c| c["inFlight"] == 1)
+                .map(|c| c["id"].as_str().unwrap().to_string())
+        });
+        victim.is_some()
+    });
+    let victim = victim.unwrap();
+    docker(&["kill", &victim]).unwrap();
+    let (status, _, body) = post.join().unwrap();
+    assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
+    assert!(json_error(&body).contains("failed"));
+    // Had the gateway sent it again, the other container would be sleeping in it now.
+    let other = running(&op.instance, "web")
+        .into_iter()
+        .find(|c| c.id != victim)
+        .expect("the other container runs");
+    let procs = docker(&["top", &other.id]).unwrap();
+    assert!(
+        !procs.contains("usleep"),
+        "the POST was replayed on {}: {procs}",
+        other.name
+    );
+    assert!(
+        !op.logs().contains("cannot connect to container"),
+        "a connection that was made is never a refusal"
+    );
 }

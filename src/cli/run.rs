@@ -153,11 +153,32 @@ fn lock_instance(instance: &str, admin: SocketAddr) -> anyhow::Result<InstanceLo
     Ok(InstanceLock { _file: file })
 }
 
+/// Raises the soft limit on open files to the hard one, as Go's runtime and systemd do
+/// for servers: every request through the gateway holds two sockets (and Debian's soft
+/// default is 1024), and an operator out of descriptors could not even answer
+/// `/healthz`. Returns the limit now in force.
+fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let lim = getrlimit(Resource::Nofile);
+    let (Some(current), Some(max)) = (lim.current, lim.maximum) else {
+        return lim.current;
+    };
+    if current < max {
+        let mut raised = lim;
+        raised.current = Some(max);
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return Some(max);
+        }
+    }
+    Some(current)
+}
+
 pub fn run(args: Args) -> anyhow::Result<u8> {
     check_dns1123_label(&args.instance).map_err(|e| anyhow::anyhow!("--instance: {e}"))?;
     let defaults = ScalingDefaults::from_env()?;
     let _lock = lock_instance(&args.instance, args.admin_listen)?;
     super::init_logging();
+    let open_files = raise_open_files_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -189,6 +210,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             manifests = %args.manifests.display(),
             gateway = %args.listen,
             admin = %args.admin_listen,
+            open_files = ?open_files,
             "invok operator starting"
         );
         let controller = Controller::new(runtime, config);

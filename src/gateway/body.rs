@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
@@ -49,7 +50,42 @@ pub struct Upload {
     empty: bool,
 }
 
+/// A chunked body up to this size is read whole and sent with a `Content-Length`:
+/// servers without chunked uploads (busybox httpd's CGI, many embedded ones) then get
+/// it, as behind nginx (which buffers request bodies by default).
+pub const SMALL_CHUNKED: usize = 64 << 10;
+
 impl Upload {
+    /// Wraps the client's body, allowing `limit` bytes. A chunked body (no length
+    /// given) is read up to [`SMALL_CHUNKED`] bytes first: when it ends within them it
+    /// is sent as one piece of known length; otherwise it streams on from there.
+    pub async fn read(body: Body, limit: usize) -> Result<Upload, TooLarge> {
+        if body.size_hint().exact().is_some() || body.is_end_stream() {
+            return Ok(Upload::new(body, limit));
+        }
+        let mut body = body;
+        let mut head = bytes::BytesMut::new();
+        let cap = SMALL_CHUNKED.min(limit);
+        while head.len() <= cap {
+            match body.frame().await {
+                None => return Ok(Upload::new(Body::from(head.freeze()), limit)),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => head.extend_from_slice(&data),
+                    // Trailers: stream on, they cannot go with a Content-Length.
+                    Err(frame) => return Ok(Upload::new(rejoin(head, Ok(frame), body), limit)),
+                },
+                Some(Err(e)) => return Ok(Upload::new(rejoin(head, Err(e), body), limit)),
+            }
+        }
+        if head.len() > limit {
+            return Err(TooLarge(limit));
+        }
+        Ok(Upload::new(
+            rejoin(head, Ok(Frame::data(Bytes::new())), body),
+            limit,
+        ))
+    }
+
     /// Wraps the client's body, allowing `limit` bytes.
     pub fn new(body: Body, limit: usize) -> Upload {
         let hint = body.size_hint();
@@ -72,7 +108,7 @@ impl Upload {
             inner: None,
             limit: self.limit,
             sent: 0,
-            hint: self.hint.clone(),
+            hint: self.hint,
             empty: self.empty,
         })
     }
@@ -86,6 +122,14 @@ impl Upload {
     pub fn too_large(&self) -> bool {
         self.state.too_large.load(Ordering::Acquire)
     }
+}
+
+/// What was read of a body, then the frame that stopped the reading, then the rest.
+fn rejoin(head: bytes::BytesMut, stop: Result<Frame<Bytes>, axum::Error>, rest: Body) -> Body {
+    use futures_util::StreamExt;
+    let first = futures_util::stream::iter([Ok(Frame::data(head.freeze())), stop]);
+    let rest = http_body_util::BodyStream::new(rest);
+    Body::new(http_body_util::StreamBody::new(first.chain(rest)))
 }
 
 /// One attempt's view of an [`Upload`].
@@ -146,7 +190,7 @@ impl hyper::body::Body for Outgoing {
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Some(inner) => inner.size_hint(),
-            None => self.hint.clone(),
+            None => self.hint,
         }
     }
 }
@@ -214,7 +258,6 @@ impl hyper::body::Body for Guarded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
 
     fn chunked(parts: &[&'static [u8]]) -> Body {
         let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = parts
@@ -250,6 +293,34 @@ mod tests {
             10
         );
         assert!(!exact.too_large(), "the limit itself is allowed");
+    }
+
+    #[tokio::test]
+    async fn a_small_chunked_body_is_sent_with_its_length_a_large_one_streams() {
+        let small = Upload::read(chunked(&[b"ab", b"cd"]), 100).await.unwrap();
+        let body = small.attempt();
+        assert_eq!(
+            body.size_hint().exact(),
+            Some(4),
+            "sent with a Content-Length"
+        );
+        assert_eq!(&body.collect().await.unwrap().to_bytes()[..], b"abcd");
+
+        let big: &'static [u8] = Box::leak(vec![7u8; SMALL_CHUNKED].into_boxed_slice());
+        let large = Upload::read(chunked(&[big, b"tail"]), 1 << 20)
+            .await
+            .unwrap();
+        let body = large.attempt();
+        assert_eq!(body.size_hint().exact(), None, "streamed, chunked");
+        let all = body.collect().await.unwrap().to_bytes();
+        assert_eq!(all.len(), SMALL_CHUNKED + 4);
+        assert!(all.ends_with(b"tail"));
+
+        let over = Upload::read(chunked(&[b"12345", b"67890", b"x"]), 10).await;
+        assert!(
+            over.is_err(),
+            "over the limit while still being read: 413 at once"
+        );
     }
 
     #[test]

@@ -224,7 +224,10 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, target: &Target<'_>, req: Request)
             gw.config.max_body
         ));
     }
-    let upload = Upload::new(body, gw.config.max_body);
+    let upload = match Upload::read(body, gw.config.max_body).await {
+        Ok(upload) => upload,
+        Err(e) => return too_large(e.to_string()),
+    };
     let client = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
     let headers = upstream_headers(parts.headers, pool, client);
     let mut avoid: Option<String> = None;
