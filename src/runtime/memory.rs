@@ -210,6 +210,8 @@ pub struct RemoveCall {
     pub pool: Option<String>,
     /// Its state then, when it existed.
     pub state: Option<RunState>,
+    /// The stop grace asked for (zero for a failed container: no drain).
+    pub grace: Duration,
 }
 
 struct Entry {
@@ -1090,6 +1092,7 @@ impl Runtime for MemoryRuntime {
                 id: id.to_string(),
                 pool: found.as_ref().map(|f| f.1.clone()),
                 state: found.as_ref().map(|f| f.2),
+                grace,
             });
             match found {
                 None => (false, None),

@@ -368,6 +368,8 @@ struct Sim {
     store_running: BTreeSet<String>,
     /// Remove calls taken from the runtime before the step's checks.
     removes_seen: Vec<invok::runtime::memory::RemoveCall>,
+    /// Requests held in flight, as the gateway holds them: the route and until when.
+    held: Vec<(invok::store::Route, Instant, Instant)>,
     /// Directory contents read before, and what `load_dir` made of them.
     reads_seen: BTreeMap<Vec<(&'static str, Vec<u8>)>, invok::manifest::ManifestSet>,
 }
@@ -415,6 +417,7 @@ impl Sim {
             reads: 0,
             reads_seen: BTreeMap::new(),
             removes_seen: Vec::new(),
+            held: Vec::new(),
             store_running: BTreeSet::new(),
         }
     }
@@ -958,6 +961,16 @@ impl Sim {
                 self.rt.set_load(POOLS[*pool], load(*level));
                 Ok(())
             }
+            Step::Requests { pool, n, hold } => {
+                let shared = self.shared().clone();
+                let now = Instant::now();
+                for _ in 0..*n {
+                    if let Some(route) = shared.store.pick(POOLS[*pool], None) {
+                        self.held.push((route, now, now + *hold));
+                    }
+                }
+                Ok(())
+            }
             Step::LoadAll(level) => {
                 for pool in POOLS {
                     self.rt.set_load(pool, load(*level));
@@ -1002,6 +1015,8 @@ impl Sim {
                 Ok(())
             }
             Step::Crash { down } => {
+                // The gateway dies with the operator, and its requests with it.
+                self.release_held(None);
                 let op = self.op.take().expect("an operator runs");
                 op.task.abort();
                 let _ = op.task.await;
@@ -1041,11 +1056,28 @@ impl Sim {
                 self.foreign.push(id);
                 Ok(())
             }
-            Step::Quiet => self.quiet().await,
+            Step::Quiet => {
+                self.release_held(None);
+                self.quiet().await
+            }
         }
     }
 
+    /// Ends held requests: those due by `now`, or all.
+    fn release_held(&mut self, now: Option<Instant>) {
+        self.held.retain(|(route, _, until)| {
+            let keep = now.is_some_and(|now| *until > now);
+            if !keep {
+                route
+                    .in_flight
+                    .fetch_sub(1, std::sync::atomic::Ordering::Release);
+            }
+            keep
+        });
+    }
+
     async fn sigterm(&mut self, down: Duration) -> Check {
+        self.release_held(None);
         let mut op = self.op.take().expect("an operator runs");
         let began = Instant::now();
         // Creates logged so far happened before the shutdown began.
@@ -1345,6 +1377,22 @@ impl Sim {
             let (Some(pool), Some(RunState::Running)) = (r.pool.as_deref(), r.state) else {
                 continue;
             };
+            // A failed container goes at once (no grace); any other is drained first.
+            let held = self
+                .held
+                .iter()
+                .filter(|(route, from, until)| route.id == r.id && *from <= r.at && r.at < *until)
+                .count();
+            if held > 0 && !r.grace.is_zero() {
+                return fail(
+                    "drain-before-removal",
+                    format!(
+                        "container {} of pool {pool} was removed at {:?} with {held} request(s) in flight, long before the pool's timeout",
+                        r.id,
+                        r.at - self.t0
+                    ),
+                );
+            }
             if protected.contains(pool) {
                 return fail(
                     "no-prune-on-broken-edit",
@@ -1358,6 +1406,7 @@ impl Sim {
                 );
             }
         }
+        self.release_held(Some(Instant::now()));
         Ok(())
     }
 

@@ -141,6 +141,13 @@ pub enum Step {
         level: LoadLevel,
     },
     LoadAll(LoadLevel),
+    /// Holds `n` requests on the pool's containers through the gateway's pick for
+    /// `hold` (until a quiet step or an operator restart ends them sooner).
+    Requests {
+        pool: usize,
+        n: usize,
+        hold: Duration,
+    },
     Kill {
         n: usize,
     },
@@ -210,6 +217,9 @@ impl fmt::Display for Planned {
             Step::ForeignDoc { file: fi } => write!(f, "foreign document in {}", file(fi))?,
             Step::Load { pool, level } => write!(f, "load {} {level:?}", p(pool))?,
             Step::LoadAll(level) => write!(f, "load all {level:?}")?,
+            Step::Requests { pool, n, hold } => {
+                write!(f, "{n} requests held on {} for {hold:?}", p(pool))?
+            }
             Step::Kill { n } => write!(f, "kill {n} containers")?,
             Step::KillPool { pool } => write!(f, "kill every container of {}", p(pool))?,
             Step::Faults(profile) => write!(f, "faults {profile:?}")?,
@@ -440,7 +450,15 @@ pub fn generate(seed: u64, count: usize) -> Vec<Planned> {
                     other_instance: rng.random_bool(0.6),
                     pool: pool(&mut rng),
                 },
-                88..=89 => Step::Quiet,
+                88 => Step::Requests {
+                    pool: pool(&mut rng),
+                    n: pick(&mut rng, &[(2, 1), (2, 3), (1, 10)]),
+                    hold: Duration::from_millis(pick(
+                        &mut rng,
+                        &[(1, 100), (2, 2_000), (2, 20_000)],
+                    )),
+                },
+                89 => Step::Quiet,
                 _ => Step::Edit {
                     pool: pool(&mut rng),
                     change: Change::MaxBelowLive {
