@@ -44,6 +44,8 @@
 //!   `reconcile` in four steps (observe, decide, act, record), backoff and status.
 //! - [`gateway`], [`admin`]: the HTTP surfaces.
 //! - [`export`]: the same pools as Kubernetes objects.
+//! - [`lock`]: one operator per instance per Docker daemon (a file lock keyed on the
+//!   daemon's ID), taken by `invok run` and by the programmatic API.
 //! - [`facade`]: the seed's programmatic API over the same engine.
 //!
 //! # Tests, and what each proves
@@ -75,6 +77,7 @@ pub mod controller;
 pub mod export;
 pub mod facade;
 pub mod gateway;
+pub mod lock;
 pub mod manifest;
 pub mod metrics;
 pub mod probe;
