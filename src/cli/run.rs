@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
+use invok::admin::AdminToken;
 use invok::api::{check_dns1123_label, ScalingDefaults};
 use invok::controller::{Config, Controller};
 use invok::lock::{InstanceLock, LockError};
@@ -28,9 +29,14 @@ use super::EXIT_OK;
 /// MIN_CONTAINERS_PER_FUNCTION, MAX_CONTAINERS_PER_FUNCTION and POLL_INTERVAL_SECS.
 /// Logs go to stderr; RUST_LOG=debug shows more.
 ///
+/// The admin API is open on loopback. Off loopback it needs a bearer token
+/// (INVOK_ADMIN_TOKEN or --admin-token), which every endpoint but /healthz and /readyz
+/// then requires; clients send it from the same INVOK_ADMIN_TOKEN.
+///
 /// Example:
 ///   invok run --manifests ./manifests
 ///   INVOK_INSTANCE=staging invok run --listen 127.0.0.1:9080 --admin-listen 127.0.0.1:9081
+///   INVOK_ADMIN_TOKEN=$(cat /etc/invok/admin-token) invok run --admin-listen 0.0.0.0:8081
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -64,6 +70,17 @@ pub struct Args {
         value_name = "ADDR"
     )]
     admin_listen: SocketAddr,
+    /// Bearer token the admin API then requires (`Authorization: Bearer TOKEN`) on every
+    /// endpoint but /healthz and /readyz; required when --admin-listen is not a loopback
+    /// address. Prefer INVOK_ADMIN_TOKEN to the flag: a flag shows in `ps`. Clients
+    /// (`invok get`, `describe`, `apply --wait`, `delete --wait`) read the same variable.
+    #[arg(
+        long,
+        env = "INVOK_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    admin_token: Option<String>,
     /// This operator's name on the Docker host: it only touches containers labelled
     /// with it, and a second operator (or library runtime) of the same instance on the
     /// same Docker daemon, however DOCKER_HOST names it, refuses to start (exit 1, naming
@@ -101,15 +118,33 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+/// What the admin API requires: `--admin-token` when given (any address), and a token
+/// when it listens off loopback. The messages never quote the token.
+fn admin_token(token: Option<&str>, listen: SocketAddr) -> anyhow::Result<Option<AdminToken>> {
+    match token {
+        Some(t) => AdminToken::new(t)
+            .map(Some)
+            .map_err(|e| anyhow!("--admin-token (INVOK_ADMIN_TOKEN): {e}")),
+        None if listen.ip().to_canonical().is_loopback() => Ok(None),
+        None => bail!(
+            "--admin-listen {listen} is not a loopback address, so the admin API needs a \
+             token: set INVOK_ADMIN_TOKEN to a secret (or pass --admin-token; a flag shows in \
+             `ps`), and give clients the same INVOK_ADMIN_TOKEN; or keep the admin API on \
+             loopback (the default, 127.0.0.1:8081)"
+        ),
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<u8> {
     check_dns1123_label(&args.instance).map_err(|e| anyhow!("--instance: {e}"))?;
     let defaults = ScalingDefaults::from_env()?;
+    let token = admin_token(args.admin_token.as_deref(), args.admin_listen)?;
     super::init_logging();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = rt.block_on(operate(args, defaults));
+    let result = rt.block_on(operate(args, defaults, token));
     // A manifest read still running on the blocking pool must not hold the exit up.
     rt.shutdown_timeout(std::time::Duration::from_millis(500));
     result
@@ -122,7 +157,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
 /// bound: a second operator of the instance says so, not that a port is taken. When it
 /// does not, the operator starts anyway (the admin API reports Docker unreachable) and
 /// takes the lock as soon as Docker answers, before it touches any container.
-async fn operate(args: Args, defaults: ScalingDefaults) -> anyhow::Result<u8> {
+async fn operate(
+    args: Args,
+    defaults: ScalingDefaults,
+    token: Option<AdminToken>,
+) -> anyhow::Result<u8> {
     let runtime = Arc::new(DockerRuntime::connect_or_pin(args.instance.clone()).await?);
     let holder = format!("`invok run`, admin API {}", args.admin_listen);
     let early_lock = match InstanceLock::acquire(&*runtime, &args.instance, &holder).await {
@@ -146,6 +185,7 @@ async fn operate(args: Args, defaults: ScalingDefaults) -> anyhow::Result<u8> {
         manifests = %args.manifests.display(),
         gateway = %args.listen,
         admin = %args.admin_listen,
+        admin_auth = if token.is_some() { "bearer token" } else { "none" },
         "invok operator starting"
     );
     let controller = Controller::new(runtime.clone(), config);
@@ -158,6 +198,7 @@ async fn operate(args: Args, defaults: ScalingDefaults) -> anyhow::Result<u8> {
     let admin_task = tokio::spawn(invok::admin::serve(
         admin,
         shared.clone(),
+        token,
         stopped(stop_rx.clone()),
     ));
     let gateway_task = tokio::spawn(invok::gateway::serve(
