@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Context};
 use invok::admin::AdminToken;
 use invok::api::{check_dns1123_label, ScalingDefaults};
 use invok::controller::{Config, Controller};
+use invok::gateway::GatewayConfig;
 use invok::lock::{InstanceLock, LockError};
 use invok::runtime::docker::DockerRuntime;
 use tokio::net::TcpListener;
@@ -170,16 +171,7 @@ async fn operate(
         Err(e) => return Err(e.into()),
     };
     let (admin, gateway) = bind(&args).await?;
-    let gateway_config = invok::gateway::GatewayConfig {
-        max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
-        cold_start_timeout: args.cold_start_timeout,
-        ..Default::default()
-    };
-    let mut config = Config::new(&args.manifests, &args.instance);
-    config.defaults = defaults;
-    config.rescan_interval = args.rescan_interval;
-    config.debounce = args.debounce;
-    config.relist_interval = args.relist_interval;
+    let (config, gateway_config) = configs(&args, defaults);
     tracing::info!(
         instance = %args.instance,
         manifests = %args.manifests.display(),
@@ -261,6 +253,21 @@ async fn operate(
         tracing::info!("operator stopped; containers left running");
     }
     result
+}
+
+/// The controller's and the gateway's settings from the command line.
+fn configs(args: &Args, defaults: ScalingDefaults) -> (Config, GatewayConfig) {
+    let mut config = Config::new(&args.manifests, &args.instance);
+    config.defaults = defaults;
+    config.rescan_interval = args.rescan_interval;
+    config.debounce = args.debounce;
+    config.relist_interval = args.relist_interval;
+    let gateway = GatewayConfig {
+        max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+        cold_start_timeout: args.cold_start_timeout,
+        ..Default::default()
+    };
+    (config, gateway)
 }
 
 /// Binds the admin API and the gateway.
