@@ -12,8 +12,9 @@
 //!
 //! The lock is an advisory `flock` on `<dir>/<instance>@<daemon id>.lock`, so the kernel
 //! releases it when its holder exits, however it exits: there is no stale lock to clean
-//! up. The holder writes `pid N, <who>` into the file, which a refused second operator
-//! quotes. The directory is `INVOK_LOCK_DIR`, else `/run/invok`, else the temporary
+//! up (a holder that ends normally also removes the file, so that locks of instances
+//! gone do not pile up; one that dies leaves it, unlocked). The holder writes
+//! `pid N, <who>` into the file, which a refused second operator quotes. The directory is `INVOK_LOCK_DIR`, else `/run/invok`, else the temporary
 //! directory ([`dir`]). Operators on other hosts that manage the same remote daemon do
 //! not see each other's locks.
 
@@ -75,9 +76,57 @@ impl LockError {
 /// process ends).
 #[derive(Debug)]
 pub struct InstanceLock {
-    _file: File,
+    /// Open and locked for as long as this lives.
+    file: File,
     path: PathBuf,
     daemon: String,
+}
+
+impl Drop for InstanceLock {
+    /// Removes the file, still locked, so that locks of instances gone do not pile up in
+    /// the directory; then closing the file releases the lock. A file that is no longer
+    /// ours (someone removed ours and another operator made a new one) stays.
+    fn drop(&mut self) {
+        if still_at(&self.file, &self.path) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// How many times [`InstanceLock::for_daemon`] opens the path again when the file it
+/// locked was removed meanwhile (by a holder letting go).
+const LOCK_ATTEMPTS: usize = 10;
+
+/// True when `path` still names the file `file` has open (not removed, not replaced).
+fn still_at(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
+}
+
+/// [`LockError::Taken`], quoting what the holder wrote in `file`.
+fn taken(file: &mut File, instance: &str, daemon: &str, path: PathBuf) -> LockError {
+    let mut text = Vec::new();
+    let _ = file.read_to_end(&mut text);
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    LockError::Taken {
+        instance: instance.to_string(),
+        daemon: daemon.to_string(),
+        holder: if text.is_empty() {
+            "its holder has not written its pid yet".to_string()
+        } else {
+            text
+        },
+        path,
+    }
+}
+
+/// Maps an IO error on `path` to [`LockError::Io`].
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> LockError {
+    let path = path.to_path_buf();
+    move |source| LockError::Io { path, source }
 }
 
 impl InstanceLock {
@@ -138,50 +187,42 @@ impl InstanceLock {
         instance: &str,
         holder: &str,
     ) -> Result<InstanceLock, LockError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| LockError::Io { path, source }
-        };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let path = dir.join(file_name(instance, daemon));
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io(&path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = Vec::new();
-                let _ = file.read_to_end(&mut text);
-                let text = String::from_utf8_lossy(&text).trim().to_string();
-                return Err(LockError::Taken {
-                    instance: instance.to_string(),
-                    daemon: daemon.to_string(),
-                    holder: if text.is_empty() {
-                        "its holder has not written its pid yet".to_string()
-                    } else {
-                        text
-                    },
-                    path,
-                });
+        // A holder removes the file as it lets go: a file opened just before that is not
+        // the lock any more once locked, so open the path again.
+        for _ in 0..LOCK_ATTEMPTS {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(io_error(&path))?;
+            match file.try_lock() {
+                Ok(()) if still_at(&file, &path) => {}
+                Ok(()) => continue,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(taken(&mut file, instance, daemon, path))
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&path)(e)),
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+            let write = |file: &mut File| -> std::io::Result<()> {
+                file.set_len(0)?;
+                file.rewind()?;
+                write!(file, "pid {}, {holder}", std::process::id())?;
+                file.flush()
+            };
+            write(&mut file).map_err(io_error(&path))?;
+            return Ok(InstanceLock {
+                file,
+                path,
+                daemon: daemon.to_string(),
+            });
         }
-        let write = |file: &mut File| -> std::io::Result<()> {
-            file.set_len(0)?;
-            file.rewind()?;
-            write!(file, "pid {}, {holder}", std::process::id())?;
-            file.flush()
-        };
-        write(&mut file).map_err(io(&path))?;
-        Ok(InstanceLock {
-            _file: file,
-            path,
-            daemon: daemon.to_string(),
-        })
+        Err(io_error(&path)(std::io::Error::other(
+            "the lock file was replaced under every attempt to lock it",
+        )))
     }
 
     /// The lock file.
@@ -276,6 +317,33 @@ mod tests {
             panic!("the second holds it");
         };
         assert_eq!(holder, format!("pid {}, second", std::process::id()));
+    }
+
+    #[test]
+    fn a_released_lock_removes_its_file_and_a_file_opened_before_is_not_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = InstanceLock::for_daemon(dir.path(), "D", "web", "first").unwrap();
+        let path = held.path().to_path_buf();
+        // What a second operator opened just before the holder let go.
+        let opened_before = File::open(&path).unwrap();
+        drop(held);
+        assert!(!path.exists(), "the file goes with the lock");
+        opened_before.try_lock().unwrap();
+        assert!(
+            !still_at(&opened_before, &path),
+            "a removed file is not the lock"
+        );
+        let next = InstanceLock::for_daemon(dir.path(), "D", "web", "next").unwrap();
+        assert!(!still_at(&opened_before, &path), "nor is it once replaced");
+        assert!(still_at(&next.file, &path));
+        // Someone removed the file while it was held and another operator made a new
+        // one: the first, letting go, leaves the second's alone.
+        std::fs::remove_file(&path).unwrap();
+        let second = InstanceLock::for_daemon(dir.path(), "D", "web", "second").unwrap();
+        drop(next);
+        assert!(path.exists());
+        drop(second);
+        assert!(!path.exists());
     }
 
     #[test]
