@@ -31,6 +31,7 @@ use std::time::Duration;
 use crate::api::{self, FunctionPool, FunctionPoolSpec, ObjectMeta, Scaling, ScalingDefaults};
 use crate::controller::report::PoolSummary;
 use crate::controller::{Config, Controller, Shared};
+use crate::lock::{InstanceLock, LockError};
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::scaler::{self, LoadState, Phase, PoolFacts};
@@ -74,6 +75,60 @@ pub enum AutoscalingError {
     /// `start` was called twice.
     #[error("the autoscaler is already started")]
     AlreadyStarted,
+    /// [`AutoscalingRuntime::start`] found this instance already managed on this Docker
+    /// daemon, by an `invok run --instance` of the same name or another
+    /// `AutoscalingRuntime`: two would fight over the same containers. Nothing was
+    /// started; stop the other, or give this runtime another
+    /// [`AutoscalingRuntimeBuilder::instance`].
+    #[error(
+        "instance {instance:?} is already managed on this Docker daemon by another Invok \
+         operator ({holder}): stop it first, or give this runtime another instance \
+         (AutoscalingRuntimeBuilder::instance); lock file: {}",
+        lock_file.display()
+    )]
+    InstanceTaken {
+        /// The instance.
+        instance: String,
+        /// Who holds it: its pid and what it is (`invok run` and its admin address, or
+        /// the programmatic API in some program).
+        holder: String,
+        /// The lock file ([`crate::lock`]).
+        lock_file: std::path::PathBuf,
+    },
+    /// The instance lock could not be taken for another reason than another operator
+    /// holding it (its directory cannot be written, see [`crate::lock::dir`]).
+    #[error(transparent)]
+    Lock(LockError),
+}
+
+impl From<LockError> for AutoscalingError {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::Taken {
+                instance,
+                holder,
+                path,
+                ..
+            } => AutoscalingError::InstanceTaken {
+                instance,
+                holder,
+                lock_file: path,
+            },
+            // The daemon could not say who it is: a runtime error like any other.
+            LockError::Daemon { source, .. } => AutoscalingError::Runtime(source),
+            e @ LockError::Io { .. } => AutoscalingError::Lock(e),
+        }
+    }
+}
+
+/// Who holds an instance taken by [`AutoscalingRuntime::start`], after `pid N, ` in the
+/// lock file: what another operator's refusal quotes.
+fn lock_holder() -> String {
+    let program = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "a program".into());
+    format!("AutoscalingRuntime (the invok library) in {program}")
 }
 
 /// What went wrong in a registration, in words: what failed first, Docker's own after.
@@ -253,6 +308,8 @@ impl AutoscalingRuntimeBuilder {
             shared: controller.shared(),
             runtime,
             controller: Mutex::new(Some(controller)),
+            starting: tokio::sync::Mutex::new(()),
+            lock: Mutex::new(None),
             stop: Mutex::new(None),
             config: self.config,
             network,
@@ -263,12 +320,17 @@ impl AutoscalingRuntimeBuilder {
 
 /// The seed's high-level interface: pools of containers per function, autoscaled.
 ///
-/// Dropping it (or [`AutoscalingRuntime::shutdown`]) stops the background tasks; the
-/// containers keep running.
+/// Dropping it (or [`AutoscalingRuntime::shutdown`]) stops the background tasks and
+/// releases its instance; the containers keep running.
 pub struct AutoscalingRuntime {
     shared: Arc<Shared<DockerRuntime>>,
     runtime: Arc<DockerRuntime>,
     controller: Mutex<Option<Controller<DockerRuntime>>>,
+    /// Held through [`AutoscalingRuntime::start`], so two concurrent starts cannot both
+    /// pass the already-started check and then refuse each other the instance lock.
+    starting: tokio::sync::Mutex<()>,
+    /// The instance on this daemon, from `start` until `shutdown` or drop.
+    lock: Mutex<Option<InstanceLock>>,
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     config: AutoscalerConfig,
     network: String,
@@ -295,13 +357,31 @@ impl AutoscalingRuntime {
     }
 
     /// Starts the background sampling and scaling tasks.
+    ///
+    /// First takes this runtime's instance on the Docker daemon ([`crate::lock`]), as
+    /// `invok run` does, and holds it until [`AutoscalingRuntime::shutdown`] or drop:
+    /// [`AutoscalingError::InstanceTaken`] when another operator manages the instance
+    /// there, [`AutoscalingError::Runtime`] when the daemon cannot be asked who it is.
+    /// Either way nothing is started, and `start` may be called again later.
     pub async fn start(&self) -> Result<(), AutoscalingError> {
+        let _starting = self.starting.lock().await;
+        if self
+            .controller
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+        {
+            return Err(AutoscalingError::AlreadyStarted);
+        }
+        let lock =
+            InstanceLock::acquire(&*self.runtime, self.runtime.instance(), &lock_holder()).await?;
         let controller = self
             .controller
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
             .ok_or(AutoscalingError::AlreadyStarted)?;
+        *self.lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
         tokio::spawn(controller.run(async move {
@@ -310,12 +390,16 @@ impl AutoscalingRuntime {
         Ok(())
     }
 
-    /// Stops the background tasks (also done on drop). Containers keep running.
+    /// Stops the background tasks and releases the instance (also done on drop).
+    /// Containers keep running.
     pub fn shutdown(&self) {
         if let Some(tx) = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            // Nothing is created or removed once this is set, so the instance is free
+            // for another operator at once.
             self.shared.begin_shutdown();
             let _ = tx.send(());
         }
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     /// Adds an existing container to `function`'s pool, creating the pool on first use

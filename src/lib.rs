@@ -45,6 +45,8 @@
 //! - [`gateway`], [`admin`]: the HTTP surfaces, served by [`http`] (hyper with a header
 //!   read timeout; a failed accept pauses instead of spinning).
 //! - [`export`]: the same pools as Kubernetes objects.
+//! - [`lock`]: one operator per instance per Docker daemon (a file lock keyed on the
+//!   daemon's ID), taken by `invok run` and by the programmatic API.
 //! - [`facade`]: the seed's programmatic API over the same engine.
 //!
 //! # Tests, and what each proves
@@ -77,6 +79,7 @@ pub mod export;
 pub mod facade;
 pub mod gateway;
 pub mod http;
+pub mod lock;
 pub mod manifest;
 pub mod metrics;
 pub mod probe;

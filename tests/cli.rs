@@ -21,6 +21,7 @@ fn invok_in(args: &[&str], input: Option<&str>) -> Output {
     cmd.args(args)
         .env_remove("INVOK_SERVER")
         .env_remove("INVOK_MANIFESTS")
+        .env_remove("INVOK_ADMIN_TOKEN")
         .stdin(if input.is_some() {
             Stdio::piped()
         } else {
@@ -609,4 +610,143 @@ fn every_command_explains_itself_with_an_example() {
     // Usage errors exit 2, as documented.
     expect_code(&invok(&["apply"]), 2);
     expect_code(&invok(&["get", "-o", "table2"]), 2);
+}
+
+/// Off loopback the admin API needs a token: `invok run` refuses at once, before it
+/// locks or binds anything (no Docker involved), and says how to give one.
+#[test]
+fn an_admin_api_off_loopback_without_a_token_refuses_to_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_invok"));
+    run.args(["run", "--manifests"])
+        .arg(tmp.path())
+        .args(["--admin-listen", &format!("0.0.0.0:{port}")])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--instance", &unique("cli-open")])
+        .env("INVOK_LOCK_DIR", tmp.path().join("lock"))
+        .env_remove("INVOK_ADMIN_TOKEN");
+    let (code, err) = run_within(&mut run, Duration::from_secs(10));
+    assert_eq!(code, Some(1), "{err}");
+    for part in [
+        &format!("--admin-listen 0.0.0.0:{port} is not a loopback address"),
+        "needs a token",
+        "INVOK_ADMIN_TOKEN",
+        "--admin-token",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from: {err}");
+    }
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(!tmp.path().join("lock").exists(), "nothing was locked");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "nothing listens on the admin port"
+    );
+}
+
+/// With `INVOK_ADMIN_TOKEN` (here on loopback, where it is optional), every admin endpoint
+/// but /healthz and /readyz wants `Authorization: Bearer <token>`; the clients send it
+/// from the same variable (or `--token`) and say what is wrong on a 401; the token is
+/// never logged.
+#[test]
+fn with_an_admin_token_the_admin_api_and_its_clients_require_it() {
+    let token = format!("tok-{}", unique("secret"));
+    let op = Operator::start_with_env(
+        "cli-token",
+        &[("web.yaml", pool_yaml("web", 1, 1, ""))],
+        &[],
+        &[("INVOK_ADMIN_TOKEN", &token)],
+    );
+    let port = op.admin_port;
+    let auth = format!("Authorization: Bearer {token}");
+    eventually(T, "web has its container ready", || {
+        http_get_with(port, "/status", &[&auth])
+            .ok()
+            .and_then(|(_, _, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| v["pools"]["web"]["ready_containers"] == 1)
+    });
+    assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
+    assert_ne!(http_get(port, "/readyz").unwrap().0, 401);
+    for path in ["/status", "/api/v1/pools", "/api/v1/pools/web", "/metrics"] {
+        let (code, head, body) = http_get_with(port, path, &[]).unwrap();
+        assert_eq!(code, 401, "{path}");
+        assert!(
+            header_value(&head, "www-authenticate").is_some_and(|v| v.starts_with("Bearer")),
+            "{path}: {head}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(v["error"].is_string(), "{path}: {body}");
+        let wrong = format!("Authorization: Bearer {token}x");
+        assert_eq!(
+            http_get_with(port, path, &[&wrong]).unwrap().0,
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            http_get_with(port, path, &[&auth]).unwrap().0,
+            200,
+            "{path}"
+        );
+    }
+
+    let server = format!("127.0.0.1:{port}");
+    let client = |args: &[&str], token: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_invok"));
+        cmd.args(args)
+            .env("INVOK_SERVER", &server)
+            .env_remove("INVOK_ADMIN_TOKEN")
+            .env_remove("INVOK_MANIFESTS");
+        if let Some(t) = token {
+            cmd.env("INVOK_ADMIN_TOKEN", t);
+        }
+        cmd.output().unwrap()
+    };
+    let o = client(&["get"], Some(&token));
+    expect_code(&o, 0);
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l.starts_with("web ") && l.contains("1/1")),
+        "{}",
+        stdout(&o)
+    );
+    let o = client(&["describe", "web", "--token", &token], None);
+    expect_code(&o, 0);
+    assert!(stdout(&o).contains("Name:"), "{}", stdout(&o));
+    let manifests = op.dir.to_str().unwrap();
+    let api = tempfile::tempdir().unwrap();
+    let api_file = api.path().join("api.yaml");
+    std::fs::write(&api_file, pool_yaml("api", 1, 1, "")).unwrap();
+    let api_file = api_file.to_str().unwrap();
+    let o = client(
+        &[
+            "apply",
+            "-f",
+            api_file,
+            "--manifests",
+            manifests,
+            "--wait=60s",
+        ],
+        Some(&token),
+    );
+    expect_code(&o, 0);
+    assert!(
+        stdout(&o).contains("functionpool/api ready 1/1"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = client(&["get"], None);
+    expect_code(&o, 1);
+    assert!(
+        stderr(&o).contains("requires a token (HTTP 401)")
+            && stderr(&o).contains("INVOK_ADMIN_TOKEN"),
+        "{}",
+        stderr(&o)
+    );
+    let o = client(&["get", "web"], Some("not-the-token"));
+    expect_code(&o, 1);
+    assert!(stderr(&o).contains("refused the token"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("not-the-token"), "{}", stderr(&o));
+    assert!(!op.logs().contains(&token), "the token was logged");
 }

@@ -372,3 +372,68 @@ fn the_seeds_basic_example_runs_against_a_real_container() {
         "{status}"
     );
 }
+
+/// The programmatic API takes the same instance lock as `invok run`, in the same
+/// directory (`INVOK_LOCK_DIR`, else /run/invok): `start` refuses an instance that an
+/// operator manages on this daemon with its own error and starts nothing (it can be
+/// called again), holds the instance once started, and frees it at shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_refuses_an_instance_that_invok_run_manages_and_holds_its_own_until_shutdown() {
+    require_docker();
+    let dir = invok::lock::dir();
+    let mut op = Operator::start_with_env(
+        "lib-lock",
+        &[],
+        &[],
+        &[("INVOK_LOCK_DIR", dir.to_str().unwrap())],
+    );
+    let lock_file = dir.join(invok::lock::file_name(&op.instance, &daemon_id()));
+    let runtime = AutoscalingRuntimeBuilder::new()
+        .instance(op.instance.clone())
+        .build(bollard().await, String::new());
+    match runtime.start().await {
+        Err(e @ AutoscalingError::InstanceTaken { .. }) => {
+            let message = e.to_string();
+            let AutoscalingError::InstanceTaken {
+                instance,
+                holder,
+                lock_file: file,
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(instance, op.instance);
+            assert!(
+                holder.contains(&format!("pid {}", op.pid().unwrap()))
+                    && holder.contains(&format!("admin API 127.0.0.1:{}", op.admin_port)),
+                "{holder}"
+            );
+            assert_eq!(file, lock_file);
+            assert!(message.contains("stop it first"), "{message}");
+        }
+        other => panic!("expected InstanceTaken, got {other:?}"),
+    }
+
+    // The operator stops: the instance is free, and the same runtime starts.
+    assert_eq!(op.signal_and_wait("TERM"), Some(0));
+    runtime.start().await.unwrap();
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_invok"));
+    second
+        .args(["run", "--manifests"])
+        .arg(&op.dir)
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--instance", &op.instance])
+        .env("INVOK_LOCK_DIR", &dir);
+    let (code, err) = run_within(&mut second, Duration::from_secs(30));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("AutoscalingRuntime (the invok library)")
+            && err.contains(&format!("pid {}", std::process::id())),
+        "names the runtime holding the instance: {err}"
+    );
+
+    runtime.shutdown();
+    invok::lock::InstanceLock::for_daemon(&dir, &daemon_id(), &op.instance, "this test")
+        .expect("shutdown frees the instance");
+}

@@ -10,6 +10,7 @@
 
 mod support;
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -369,31 +370,148 @@ fn a_missing_directory_removes_nothing() {
     std::fs::rename(&moved, &op.dir).unwrap();
 }
 
-#[test]
-fn a_second_operator_with_the_same_instance_refuses_to_start() {
-    let op = Operator::start("op-lock", &[("web.yaml", pool_yaml("web", 1, 1, ""))]);
-    op.wait_converged("web", 1, T);
-    let lock_dir = op.log.parent().unwrap().join("lock");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_invok"))
-        .args(["run", "--manifests"])
+/// `invok run` for `op`'s instance and directory on new ports, with `DOCKER_HOST` as
+/// given (`None`: unset), as a second operator would be started.
+fn second_operator(op: &Operator, docker_host: Option<&str>) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_invok"));
+    cmd.args(["run", "--manifests"])
         .arg(&op.dir)
-        .args([
-            "--admin-listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--instance",
-            &op.instance,
-        ])
-        .env("INVOK_LOCK_DIR", lock_dir)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("already manages this Docker host"), "{err}");
-    assert!(
-        err.contains(&format!("admin API 127.0.0.1:{}", op.admin_port)),
-        "names the first: {err}"
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--instance", &op.instance])
+        .env("INVOK_LOCK_DIR", op.lock_dir())
+        .env_remove("DOCKER_HOST");
+    if let Some(host) = docker_host {
+        cmd.env("DOCKER_HOST", host);
+    }
+    cmd
+}
+
+/// Asserts that `err` is the refusal of a second operator of `op`'s instance.
+#[track_caller]
+fn assert_refused(err: &str, op: &Operator) {
+    for part in [
+        format!(
+            "already manages instance \"{}\" on this Docker daemon",
+            op.instance
+        ),
+        format!("pid {}", op.pid().unwrap()),
+        format!("admin API 127.0.0.1:{}", op.admin_port),
+        "Stop it first".to_string(),
+        "another instance name".to_string(),
+        op.lock_dir().display().to_string(),
+    ] {
+        assert!(err.contains(&part), "{part:?} missing from: {err}");
+    }
+}
+
+/// The lock is keyed on the daemon's ID from `docker info`, not on how `DOCKER_HOST`
+/// spells the way to it: here /var/run is a link to /run, so the three spellings below
+/// reach one socket, and one daemon.
+#[test]
+fn a_second_operator_of_the_instance_refuses_to_start_however_docker_host_names_the_daemon() {
+    assert_eq!(
+        std::fs::canonicalize("/var/run/docker.sock").unwrap(),
+        std::fs::canonicalize("/run/docker.sock").unwrap(),
+        "this test expects /var/run to be /run"
     );
-    assert_eq!(running(&op.instance, "web").len(), 1);
+    let op = Operator::start_with_env(
+        "op-lock",
+        &[("web.yaml", pool_yaml("web", 1, 1, ""))],
+        &[],
+        &[("DOCKER_HOST", "unix:///run/docker.sock")],
+    );
+    op.wait_converged("web", 1, T);
+    let before = running(&op.instance, "web");
+    assert_eq!(
+        file_names(&op.lock_dir()),
+        [invok::lock::file_name(&op.instance, &daemon_id())],
+        "one lock, named after the instance and the daemon's ID"
+    );
+    for host in [
+        None,
+        Some("unix:///var/run/docker.sock"),
+        Some("unix:///run/docker.sock"),
+    ] {
+        let (code, err) = run_within(&mut second_operator(&op, host), T);
+        assert_eq!(code, Some(1), "DOCKER_HOST={host:?}: {err}");
+        assert_refused(&err, &op);
+    }
+    op.wait_reconciles("web", 2);
+    assert_eq!(running(&op.instance, "web"), before, "nothing was touched");
+}
+
+#[test]
+fn operators_of_different_instances_run_side_by_side_on_one_daemon() {
+    let locks = tempfile::tempdir().unwrap();
+    let dir = locks.path().to_str().unwrap();
+    let files = [("web.yaml", pool_yaml("web", 1, 1, ""))];
+    let a = Operator::start_with_env("op-side-a", &files, &[], &[("INVOK_LOCK_DIR", dir)]);
+    let b = Operator::start_with_env("op-side-b", &files, &[], &[("INVOK_LOCK_DIR", dir)]);
+    a.wait_converged("web", 1, T);
+    b.wait_converged("web", 1, T);
+    let id = daemon_id();
+    let mut expected = vec![
+        invok::lock::file_name(&a.instance, &id),
+        invok::lock::file_name(&b.instance, &id),
+    ];
+    expected.sort();
+    assert_eq!(file_names(locks.path()), expected);
+    assert_ne!(running(&a.instance, "web"), running(&b.instance, "web"));
+}
+
+/// Without Docker the daemon's ID is unknown, so the operator cannot lock its instance
+/// at start: it starts all the same (the admin API says it is not ready), touches
+/// nothing, and locks the instance as soon as Docker answers, before it creates anything.
+#[test]
+fn an_operator_started_before_docker_answers_locks_the_instance_once_it_does() {
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock = sock_dir.path().join("docker.sock");
+    // A file where the socket should be: every connection fails at once.
+    std::fs::write(&sock, "").unwrap();
+    let host = format!("unix://{}", sock.display());
+    let op = Operator::start_with_env(
+        "op-late",
+        &[("web.yaml", pool_yaml("web", 1, 1, ""))],
+        &[],
+        &[("DOCKER_HOST", &host)],
+    );
+    assert_eq!(op.readyz().0, 503);
+    assert!(
+        file_names(&op.lock_dir()).is_empty(),
+        "no lock without the daemon's ID"
+    );
+    assert!(containers(&op.instance, None).is_empty());
+
+    let link = sock_dir.path().join("link");
+    std::os::unix::fs::symlink("/run/docker.sock", &link).unwrap();
+    std::fs::rename(&link, &sock).unwrap();
+    op.wait_converged("web", 1, T);
+    assert_eq!(
+        file_names(&op.lock_dir()),
+        [invok::lock::file_name(&op.instance, &daemon_id())]
+    );
+    assert!(op.logs().contains("instance locked on this Docker daemon"));
+    let (code, err) = run_within(&mut second_operator(&op, None), T);
+    assert_eq!(code, Some(1), "{err}");
+    assert_refused(&err, &op);
+}
+
+#[test]
+fn sigterm_before_docker_ever_answered_exits_0_having_touched_nothing() {
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock = sock_dir.path().join("docker.sock");
+    std::fs::write(&sock, "").unwrap();
+    let host = format!("unix://{}", sock.display());
+    let mut op = Operator::start_with_env(
+        "op-late-term",
+        &[("web.yaml", pool_yaml("web", 1, 1, ""))],
+        &[],
+        &[("DOCKER_HOST", &host)],
+    );
+    assert_eq!(op.signal_and_wait("TERM"), Some(0));
+    assert!(file_names(&op.lock_dir()).is_empty());
+    assert!(containers(&op.instance, None).is_empty());
 }
 
 /// `docker VERB... --label L... IMAGE`, returning the container id.

@@ -329,7 +329,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         if args.dry_run {
             eprintln!("--wait ignored with --dry-run: nothing was applied");
         } else {
-            let client = Client::new(&args.server.server)?;
+            let client = Client::new(&args.server)?;
             wait_ready(&client, &pools, timeout)?;
         }
     }

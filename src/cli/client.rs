@@ -4,7 +4,8 @@
 //!
 //! Blocking on purpose: each command makes a handful of GETs, so the client owns a
 //! current-thread runtime and hides it. Every failure to reach the server becomes one
-//! line that names the address tried and what to do.
+//! line that names the address tried and what to do; so does a `401` from an operator
+//! whose admin API wants a token (`--token`, `INVOK_ADMIN_TOKEN`).
 
 use std::ops::Deref;
 use std::time::Duration;
@@ -24,8 +25,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A whole request, body included.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// `--server`, shared by every command that talks to the operator.
-#[derive(clap::Args, Clone, Debug)]
+/// `--server` and `--token`, shared by every command that talks to the operator.
+#[derive(clap::Args, Clone)]
 pub struct ServerArgs {
     /// The operator's admin API (`invok run --admin-listen`).
     #[arg(
@@ -35,19 +36,32 @@ pub struct ServerArgs {
         value_name = "URL"
     )]
     pub server: String,
+    /// The bearer token the operator's admin API requires (`invok run --admin-token`).
+    /// Prefer INVOK_ADMIN_TOKEN to the flag: a flag shows in `ps`.
+    #[arg(
+        long,
+        env = "INVOK_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
 }
 
 /// A connection to one operator's admin API.
 pub struct Client {
     base: String,
+    /// `Bearer <token>`, marked sensitive (kept out of hyper's debug output).
+    authorization: Option<http::HeaderValue>,
     rt: tokio::runtime::Runtime,
     http: hyper_util::client::legacy::Client<HttpConnector, Empty<Bytes>>,
 }
 
 impl Client {
-    /// A client for `server`: `http://HOST:PORT[/PREFIX]`, or `HOST:PORT`.
-    pub fn new(server: &str) -> anyhow::Result<Client> {
-        let base = normalize(server)?;
+    /// A client for `server.server` (`http://HOST:PORT[/PREFIX]`, or `HOST:PORT`) that
+    /// sends `server.token`, if any.
+    pub fn new(server: &ServerArgs) -> anyhow::Result<Client> {
+        let base = normalize(&server.server)?;
+        let authorization = server.token.as_deref().map(authorization).transpose()?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -58,7 +72,12 @@ impl Client {
         let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(1)
             .build(connector);
-        Ok(Client { base, rt, http })
+        Ok(Client {
+            base,
+            authorization,
+            rt,
+            http,
+        })
     }
 
     /// The server's base URL, as requests use it.
@@ -70,10 +89,14 @@ impl Client {
     pub fn get(&self, path: &str) -> anyhow::Result<(u16, Bytes)> {
         let url = format!("{}{path}", self.base);
         let uri: http::Uri = url.parse().with_context(|| format!("invalid URL {url}"))?;
-        let req = http::Request::get(uri)
+        let mut req = http::Request::get(uri)
             .header(http::header::ACCEPT, "application/json")
             .body(Empty::<Bytes>::new())
             .context("building the request")?;
+        if let Some(auth) = &self.authorization {
+            req.headers_mut()
+                .insert(http::header::AUTHORIZATION, auth.clone());
+        }
         let unreachable = |cause: String| {
             anyhow!(
                 "cannot reach the Invok admin API at {}: {cause}; is `invok run` running? \
@@ -81,7 +104,7 @@ impl Client {
                 self.base
             )
         };
-        self.rt.block_on(async {
+        let (status, body) = self.rt.block_on(async {
             let sent = tokio::time::timeout(REQUEST_TIMEOUT, async {
                 let resp = self.http.request(req).await?;
                 let status = resp.status().as_u16();
@@ -97,7 +120,27 @@ impl Client {
                 Ok(Err(e)) => Err(unreachable(root_cause(e.as_ref()))),
                 Ok(Ok(r)) => Ok(r),
             }
-        })
+        })?;
+        if status == 401 {
+            bail!("{}", self.unauthorized());
+        }
+        Ok((status, body))
+    }
+
+    /// What a `401` means here: no token sent, or not the operator's.
+    fn unauthorized(&self) -> String {
+        match self.authorization {
+            None => format!(
+                "the Invok admin API at {} requires a token (HTTP 401): set INVOK_ADMIN_TOKEN \
+                 (or pass --token) to the operator's --admin-token",
+                self.base
+            ),
+            Some(_) => format!(
+                "the Invok admin API at {} refused the token (HTTP 401): INVOK_ADMIN_TOKEN \
+                 (or --token) must be the operator's --admin-token",
+                self.base
+            ),
+        }
     }
 
     /// `GET path` as JSON; `None` when the server answers 404.
@@ -161,6 +204,25 @@ fn normalize(server: &str) -> anyhow::Result<String> {
         bail!("--server {server}: expected http://HOST:PORT");
     }
     Ok(url)
+}
+
+/// The `Authorization` value for `token`, refused (without quoting it) when a header
+/// cannot carry it.
+fn authorization(token: &str) -> anyhow::Result<http::HeaderValue> {
+    let token = token.trim();
+    if token.is_empty() {
+        bail!("--token (INVOK_ADMIN_TOKEN) is empty");
+    }
+    if !token.chars().all(|c| c.is_ascii_graphic()) {
+        bail!(
+            "--token (INVOK_ADMIN_TOKEN) may only hold visible ASCII characters, as the \
+             operator's --admin-token"
+        );
+    }
+    let mut value = http::HeaderValue::from_str(&format!("Bearer {token}"))
+        .context("--token (INVOK_ADMIN_TOKEN) cannot be sent in a header")?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// The innermost cause of an error: "Connection refused (os error 111)" rather than

@@ -168,7 +168,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     if let (Some(timeout), false) = (args.wait, args.dry_run) {
         if !found.is_empty() {
-            let client = Client::new(&args.server.server)?;
+            let client = Client::new(&args.server)?;
             wait_gone(&client, &found, timeout)?;
         }
     }

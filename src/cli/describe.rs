@@ -28,7 +28,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let client = Client::new(&args.server.server)?;
+    let client = Client::new(&args.server)?;
     let Some(v) = client.pool(&args.name)? else {
         bail!(
             "functionpool/{} not found (the operator at {} does not know it)",

@@ -152,7 +152,7 @@ fn print_documents(items: &[Value], output: Output, list: bool) -> anyhow::Resul
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    let client = Client::new(&args.server.server)?;
+    let client = Client::new(&args.server)?;
     let wide = args.output == Output::Wide;
     let items = fetch(&client, args.name.as_deref())?;
     let reports: Vec<PoolReport> = items

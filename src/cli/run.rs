@@ -1,14 +1,18 @@
 //! `invok run`: the operator.
 
-use std::io::{Read, Seek, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
+use invok::admin::AdminToken;
 use invok::api::{check_dns1123_label, ScalingDefaults};
 use invok::controller::{Config, Controller};
+use invok::gateway::GatewayConfig;
+use invok::http::ServeLimits;
+use invok::lock::{InstanceLock, LockError};
 use invok::runtime::docker::DockerRuntime;
+use tokio::net::TcpListener;
 
 use super::EXIT_OK;
 
@@ -27,9 +31,14 @@ use super::EXIT_OK;
 /// MIN_CONTAINERS_PER_FUNCTION, MAX_CONTAINERS_PER_FUNCTION and POLL_INTERVAL_SECS.
 /// Logs go to stderr; RUST_LOG=debug shows more.
 ///
+/// The admin API is open on loopback. Off loopback it needs a bearer token
+/// (INVOK_ADMIN_TOKEN or --admin-token), which every endpoint but /healthz and /readyz
+/// then requires; clients send it from the same INVOK_ADMIN_TOKEN.
+///
 /// Example:
 ///   invok run --manifests ./manifests
 ///   INVOK_INSTANCE=staging invok run --listen 127.0.0.1:9080 --admin-listen 127.0.0.1:9081
+///   INVOK_ADMIN_TOKEN=$(cat /etc/invok/admin-token) invok run --admin-listen 0.0.0.0:8081
 #[derive(clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct Args {
@@ -71,8 +80,22 @@ pub struct Args {
         value_name = "ADDR"
     )]
     admin_listen: SocketAddr,
+    /// Bearer token the admin API then requires (`Authorization: Bearer TOKEN`) on every
+    /// endpoint but /healthz and /readyz; required when --admin-listen is not a loopback
+    /// address. Prefer INVOK_ADMIN_TOKEN to the flag: a flag shows in `ps`. Clients
+    /// (`invok get`, `describe`, `apply --wait`, `delete --wait`) read the same variable.
+    #[arg(
+        long,
+        env = "INVOK_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    admin_token: Option<String>,
     /// This operator's name on the Docker host: it only touches containers labelled
-    /// with it, and two operators with the same instance refuse to run together.
+    /// with it, and a second operator (or library runtime) of the same instance on the
+    /// same Docker daemon, however DOCKER_HOST names it, refuses to start (exit 1, naming
+    /// the first one's pid and admin address). The lock files live in INVOK_LOCK_DIR
+    /// (default /run/invok).
     #[arg(
         long,
         env = "INVOK_INSTANCE",
@@ -105,52 +128,21 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     }
 }
 
-/// Holds the instance lock for as long as the operator runs.
-struct InstanceLock {
-    _file: std::fs::File,
-}
-
-fn lock_instance(instance: &str, admin: SocketAddr) -> anyhow::Result<InstanceLock> {
-    let dir = std::env::var_os("INVOK_LOCK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let run = PathBuf::from("/run/invok");
-            if std::fs::create_dir_all(&run).is_ok() {
-                run
-            } else {
-                std::env::temp_dir()
-            }
-        });
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("creating lock directory {}", dir.display()))?;
-    let daemon = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "local".into());
-    let daemon_tag: String = daemon
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    let path = dir.join(format!("{instance}@{daemon_tag}.lock"));
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("opening lock file {}", path.display()))?;
-    if file.try_lock().is_err() {
-        let mut holder = String::new();
-        let _ = file.read_to_string(&mut holder);
-        bail!(
-            "another `invok run --instance {instance}` already manages this Docker host ({}); \
-             stop it first, or give this one another --instance (lock: {})",
-            holder.trim(),
-            path.display()
-        );
+/// What the admin API requires: `--admin-token` when given (any address), and a token
+/// when it listens off loopback. The messages never quote the token.
+fn admin_token(token: Option<&str>, listen: SocketAddr) -> anyhow::Result<Option<AdminToken>> {
+    match token {
+        Some(t) => AdminToken::new(t)
+            .map(Some)
+            .map_err(|e| anyhow!("--admin-token (INVOK_ADMIN_TOKEN): {e}")),
+        None if listen.ip().to_canonical().is_loopback() => Ok(None),
+        None => bail!(
+            "--admin-listen {listen} is not a loopback address, so the admin API needs a \
+             token: set INVOK_ADMIN_TOKEN to a secret (or pass --admin-token; a flag shows in \
+             `ps`), and give clients the same INVOK_ADMIN_TOKEN; or keep the admin API on \
+             loopback (the default, 127.0.0.1:8081)"
+        ),
     }
-    file.set_len(0)?;
-    file.rewind()?;
-    write!(file, "pid {}, admin API {admin}", std::process::id())?;
-    file.flush()?;
-    Ok(InstanceLock { _file: file })
 }
 
 /// Raises the soft limit on open files to the hard one, as Go's runtime and systemd do
@@ -174,85 +166,186 @@ fn raise_open_files_limit() -> Option<u64> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
-    check_dns1123_label(&args.instance).map_err(|e| anyhow::anyhow!("--instance: {e}"))?;
+    check_dns1123_label(&args.instance).map_err(|e| anyhow!("--instance: {e}"))?;
     let defaults = ScalingDefaults::from_env()?;
-    let _lock = lock_instance(&args.instance, args.admin_listen)?;
+    let token = admin_token(args.admin_token.as_deref(), args.admin_listen)?;
     super::init_logging();
     let open_files = raise_open_files_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let result = rt.block_on(async move {
-        let admin = tokio::net::TcpListener::bind(args.admin_listen)
-            .await
-            .with_context(|| format!("binding the admin API to {}", args.admin_listen))?;
-        let gateway = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("binding the gateway to {}", args.listen))?;
-        let gateway_config = invok::gateway::GatewayConfig {
-            max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
-            cold_start_timeout: args.cold_start_timeout,
-            max_in_flight: args.max_in_flight as usize,
-            limits: invok::http::ServeLimits {
-                header_read_timeout: args.header_read_timeout,
-            },
-            ..Default::default()
-        };
-        let runtime = Arc::new(DockerRuntime::connect_or_pin(args.instance.clone()).await?);
-        let mut config = Config::new(&args.manifests, &args.instance);
-        config.defaults = defaults;
-        config.rescan_interval = args.rescan_interval;
-        config.debounce = args.debounce;
-        config.relist_interval = args.relist_interval;
-        tracing::info!(
-            instance = %args.instance,
-            manifests = %args.manifests.display(),
-            gateway = %args.listen,
-            admin = %args.admin_listen,
-            open_files = ?open_files,
-            "invok operator starting"
-        );
-        let controller = Controller::new(runtime, config);
-        let shared = controller.shared();
-        let stopping = shared.clone();
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let admin_task = tokio::spawn(invok::admin::serve(
-            admin,
-            shared.clone(),
-            stopped(stop_rx.clone()),
-        ));
-        let gateway_task = tokio::spawn(invok::gateway::serve(
-            gateway,
-            shared,
-            gateway_config,
-            stopped(stop_rx.clone()),
-        ));
-        let signal = async move {
-            shutdown_signal().await;
-            stopping.begin_shutdown();
-            let _ = stop_tx.send(true);
-        };
-        tokio::join!(controller.run(stopped(stop_rx.clone())), signal);
-        // Shutdown is bounded (SIGTERM to exit well under 5 s): requests still in flight
-        // through the gateway get what is left of a second, then the process exits.
-        let servers = async {
-            let _ = admin_task.await;
-            let _ = gateway_task.await;
-        };
-        if tokio::time::timeout(SERVER_DRAIN, servers).await.is_err() {
-            tracing::warn!("requests still in flight after {SERVER_DRAIN:?}; exiting anyway");
-        }
-        tracing::info!("operator stopped; containers left running");
-        Ok(EXIT_OK)
-    });
+    let result = rt.block_on(operate(args, defaults, token, open_files));
     // A manifest read still running on the blocking pool must not hold the exit up.
     rt.shutdown_timeout(std::time::Duration::from_millis(500));
     result
 }
+
+/// Connects to Docker, takes the instance, then runs the operator until a signal.
+///
+/// The instance lock is keyed on the daemon's ID, so it can only be taken once Docker
+/// answers. When it answers at start (the usual case) the lock comes before anything is
+/// bound: a second operator of the instance says so, not that a port is taken. When it
+/// does not, the operator starts anyway (the admin API reports Docker unreachable) and
+/// takes the lock as soon as Docker answers, before it touches any container.
+async fn operate(
+    args: Args,
+    defaults: ScalingDefaults,
+    token: Option<AdminToken>,
+    open_files: Option<u64>,
+) -> anyhow::Result<u8> {
+    let runtime = Arc::new(DockerRuntime::connect_or_pin(args.instance.clone()).await?);
+    let holder = format!("`invok run`, admin API {}", args.admin_listen);
+    let early_lock = match InstanceLock::acquire(&*runtime, &args.instance, &holder).await {
+        Ok(lock) => Some(lock),
+        Err(e) if e.is_daemon_unavailable() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let (admin, gateway) = bind(&args).await?;
+    let (config, gateway_config) = configs(&args, defaults);
+    tracing::info!(
+        instance = %args.instance,
+        manifests = %args.manifests.display(),
+        gateway = %args.listen,
+        admin = %args.admin_listen,
+        admin_auth = if token.is_some() { "bearer token" } else { "none" },
+        open_files = ?open_files,
+        "invok operator starting"
+    );
+    let controller = Controller::new(runtime.clone(), config);
+    let shared = controller.shared();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let admin_task = tokio::spawn(invok::admin::serve(
+        admin,
+        shared.clone(),
+        token,
+        stopped(stop_rx.clone()),
+    ));
+    let gateway_task = tokio::spawn(invok::gateway::serve(
+        gateway,
+        shared.clone(),
+        gateway_config,
+        stopped(stop_rx.clone()),
+    ));
+    let stop = {
+        let (shared, stop_tx) = (shared.clone(), stop_tx.clone());
+        move || {
+            shared.begin_shutdown();
+            let _ = stop_tx.send(true);
+        }
+    };
+    let signal = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            stop();
+        }
+    });
+    let lock = match early_lock {
+        Some(lock) => Ok(Some(lock)),
+        None => tokio::select! {
+            lock = lock_when_docker_answers(&runtime, &args.instance, &holder) => lock.map(Some),
+            () = stopped(stop_rx.clone()) => Ok(None),
+        },
+    };
+    let result = match lock {
+        Ok(Some(lock)) => {
+            tracing::info!(
+                instance = %args.instance,
+                daemon = lock.daemon_id(),
+                lock = %lock.path().display(),
+                "instance locked on this Docker daemon"
+            );
+            controller.run(stopped(stop_rx.clone())).await;
+            drop(lock);
+            Ok(EXIT_OK)
+        }
+        // A signal before Docker ever answered: nothing was touched.
+        Ok(None) => Ok(EXIT_OK),
+        Err(e) => {
+            stop();
+            Err(e.into())
+        }
+    };
+    signal.abort();
+    // Shutdown is bounded (SIGTERM to exit well under 5 s): requests still in flight
+    // through the gateway get what is left of a second, then the process exits.
+    let servers = async {
+        let _ = admin_task.await;
+        let _ = gateway_task.await;
+    };
+    if tokio::time::timeout(SERVER_DRAIN, servers).await.is_err() {
+        tracing::warn!("requests still in flight after {SERVER_DRAIN:?}; exiting anyway");
+    }
+    if result.is_ok() {
+        tracing::info!("operator stopped; containers left running");
+    }
+    result
+}
+
+/// The controller's and the gateway's settings from the command line.
+fn configs(args: &Args, defaults: ScalingDefaults) -> (Config, GatewayConfig) {
+    let mut config = Config::new(&args.manifests, &args.instance);
+    config.defaults = defaults;
+    config.rescan_interval = args.rescan_interval;
+    config.debounce = args.debounce;
+    config.relist_interval = args.relist_interval;
+    let gateway = GatewayConfig {
+        max_body: usize::try_from(args.max_body).unwrap_or(usize::MAX),
+        cold_start_timeout: args.cold_start_timeout,
+        max_in_flight: args.max_in_flight as usize,
+        limits: ServeLimits {
+            header_read_timeout: args.header_read_timeout,
+        },
+        ..Default::default()
+    };
+    (config, gateway)
+}
+
+/// Binds the admin API and the gateway.
+async fn bind(args: &Args) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let admin = TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("binding the admin API to {}", args.admin_listen))?;
+    let gateway = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding the gateway to {}", args.listen))?;
+    Ok((admin, gateway))
+}
+
+/// Takes the instance once Docker answers (it did not at start), retrying with a
+/// growing delay. Anything but an unreachable daemon (a lock taken meanwhile) ends it.
+async fn lock_when_docker_answers(
+    runtime: &DockerRuntime,
+    instance: &str,
+    holder: &str,
+) -> Result<InstanceLock, LockError> {
+    tracing::warn!(
+        instance,
+        "Docker is unreachable: waiting for it to answer, to lock the instance on that \
+         daemon before managing any container"
+    );
+    let mut delay = LOCK_RETRY_FIRST;
+    loop {
+        tokio::time::sleep(delay).await;
+        match InstanceLock::acquire(runtime, instance, holder).await {
+            Err(e) if e.is_daemon_unavailable() => {
+                tracing::debug!(error = %e, "Docker still unreachable");
+                delay = (delay * 2).min(LOCK_RETRY_MAX);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// First and longest pause between two attempts to lock the instance while Docker is
+/// unreachable.
+const LOCK_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
+const LOCK_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long the HTTP servers may take to finish in-flight requests at shutdown.
 const SERVER_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);

@@ -27,6 +27,9 @@ impl Runtime for Faulty {
     async fn ping(&self) -> Result<(), RuntimeError> {
         self.inner.ping().await
     }
+    async fn daemon_id(&self) -> Result<String, RuntimeError> {
+        self.inner.daemon_id().await
+    }
     async fn list(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
         self.inner.list().await
     }

@@ -389,6 +389,19 @@ impl Runtime for DockerRuntime {
     }
 
     #[tracing::instrument(skip(self), fields(instance = %self.instance))]
+    async fn daemon_id(&self) -> Result<String, RuntimeError> {
+        let info = self.docker.info().await.map_err(map_err)?;
+        match info.id.filter(|id| !id.trim().is_empty()) {
+            Some(id) => Ok(id),
+            None => Err(RuntimeError::Api(
+                "the daemon reports no ID in `docker info`, so it cannot be told apart from \
+                 another daemon"
+                    .into(),
+            )),
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(instance = %self.instance))]
     async fn list(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {
         let mut list = self.list_filtered(None).await?;
         list.extend(self.list_registered().await?);

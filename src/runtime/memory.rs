@@ -41,6 +41,10 @@ use super::{
 };
 use crate::api::Probe;
 
+/// The daemon ID every in-memory runtime reports ([`Runtime::daemon_id`]): one fake
+/// host, whatever instance it serves.
+pub const DAEMON_ID: &str = "invok-memory-runtime";
+
 /// How long a call that "times out" hangs before it fails, as the Docker client's
 /// request timeout.
 pub const CALL_TIMEOUT: Duration = super::docker::REQUEST_TIMEOUT;
@@ -59,7 +63,7 @@ pub struct Calls {
     pub list: AtomicUsize,
     /// `probe` calls.
     pub probe: AtomicUsize,
-    /// Every other call (`ping`, `ensure_image`, `ensure_network`, `events`).
+    /// Every other call (`ping`, `daemon_id`, `ensure_image`, `ensure_network`, `events`).
     pub other: AtomicUsize,
 }
 
@@ -843,6 +847,11 @@ impl Runtime for MemoryRuntime {
         let d = self.model().latency.call;
         pause(d).await;
         self.reachable()
+    }
+
+    async fn daemon_id(&self) -> Result<String, RuntimeError> {
+        self.calls.other.fetch_add(1, Ordering::Relaxed);
+        self.reachable().map(|()| DAEMON_ID.to_string())
     }
 
     async fn list(&self) -> Result<Vec<ContainerInfo>, RuntimeError> {

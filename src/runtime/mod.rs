@@ -221,6 +221,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// Checks that the daemon answers.
     fn ping(&self) -> impl Future<Output = Result<(), RuntimeError>> + Send;
 
+    /// The daemon's own identity (Docker's `ID` in `docker info`): the same whichever
+    /// address reaches it (`unix:///var/run/docker.sock`, `unix:///run/docker.sock`, an
+    /// unset `DOCKER_HOST`), and another for another daemon. [`crate::lock`] keys the
+    /// one-operator-per-instance lock on it.
+    fn daemon_id(&self) -> impl Future<Output = Result<String, RuntimeError>> + Send;
+
     /// Lists this instance's containers, in every state.
     fn list(&self) -> impl Future<Output = Result<Vec<ContainerInfo>, RuntimeError>> + Send;
 

@@ -191,6 +191,82 @@ pub fn http_full(
     Ok((status, head.to_string(), body.to_string()))
 }
 
+/// A minimal HTTP/1.0 GET against loopback with extra header lines (`"Name: value"`):
+/// (status, response head, body).
+pub fn http_get_with(
+    port: u16,
+    path: &str,
+    headers: &[&str],
+) -> Result<(u16, String, String), String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("bad response: {text:?}"))?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    Ok((status, head.to_string(), body.to_string()))
+}
+
+/// Runs `cmd` to its end with stdout and stderr in files: (exit code, stderr). Kills it
+/// and fails the test when it is still running after `limit`.
+pub fn run_within(cmd: &mut Command, limit: Duration) -> (Option<i32>, String) {
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "still running after {limit:?}; stderr so far:\n{}",
+                std::fs::read_to_string(err.path()).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        status.code(),
+        std::fs::read_to_string(err.path()).unwrap_or_default(),
+    )
+}
+
+/// The Docker daemon's ID (`docker info`), which the instance lock is keyed on.
+pub fn daemon_id() -> String {
+    docker(&["info", "--format", "{{.ID}}"]).unwrap()
+}
+
+/// The names of the files in `dir`, sorted.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -213,6 +289,9 @@ pub struct Operator {
     keep_containers: bool,
     /// Extra `invok run` arguments.
     pub extra_args: Vec<String>,
+    /// Extra `invok run` environment (over the defaults, such as its own
+    /// `INVOK_LOCK_DIR`), at every (re)start.
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Operator {
@@ -223,6 +302,16 @@ impl Operator {
 
     /// Like [`Operator::start`], with extra `invok run` arguments.
     pub fn start_with(prefix: &str, files: &[(&str, String)], args: &[&str]) -> Operator {
+        Operator::start_with_env(prefix, files, args, &[])
+    }
+
+    /// Like [`Operator::start_with`], with extra `invok run` environment.
+    pub fn start_with_env(
+        prefix: &str,
+        files: &[(&str, String)],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         require_docker();
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("manifests");
@@ -241,6 +330,10 @@ impl Operator {
             _tmp: tmp,
             keep_containers: false,
             extra_args: args.iter().map(|a| a.to_string()).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         op.spawn(&[]);
         op
@@ -268,6 +361,9 @@ impl Operator {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -276,6 +372,17 @@ impl Operator {
         eventually(Duration::from_secs(20), "the admin API answers", || {
             http_get(port, "/healthz").is_ok()
         });
+    }
+
+    /// The directory of this operator's instance lock (`INVOK_LOCK_DIR`, unless
+    /// `extra_env` sets another).
+    pub fn lock_dir(&self) -> PathBuf {
+        self.extra_env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "INVOK_LOCK_DIR")
+            .map(|(_, v)| PathBuf::from(v))
+            .unwrap_or_else(|| self.lock_dir.clone())
     }
 
     /// The operator's log so far.
