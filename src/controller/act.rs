@@ -56,8 +56,10 @@ pub(crate) async fn execute<R: Runtime>(
         out.error = Some(e);
     }
     let room = room(ctx, s);
+    // The planner counts a draining container out of the pool, but it still runs (and
+    // counts in `room`) until its requests are done: creates wait for it then.
     debug_assert!(
-        d.plan.create <= room || out.error.is_some() || ctx.is_stopping(),
+        d.plan.create <= room || out.error.is_some() || ctx.is_stopping() || out.draining,
         "pool {}: plan creates {} with room for {room} (max {})",
         s.pool,
         d.plan.create,
