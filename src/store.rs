@@ -147,6 +147,8 @@ pub struct ObservedStore {
     synced: std::sync::atomic::AtomicBool,
     /// Wakes requests waiting for a ready container (the gateway's cold starts).
     ready: tokio::sync::Notify,
+    /// Held by [`ObservedStore::pick`] while it chooses and counts.
+    picking: std::sync::Mutex<()>,
 }
 
 /// A container the gateway may send a request to.
@@ -357,7 +359,11 @@ impl ObservedStore {
     /// no other is ready. `avoid` excludes a container (a retry goes elsewhere).
     pub fn pick(&self, pool: &str, avoid: Option<&str>) -> Option<Route> {
         let inner = self.read();
-        let best = inner
+        // Choosing and counting are one step: two requests arriving together go to two
+        // containers, not both to the one that was least loaded before either. Only
+        // picks wait for each other here; readers of the store do not.
+        let _one_at_a_time = self.picking.lock().unwrap_or_else(|e| e.into_inner());
+        let (o, port) = inner
             .containers
             .values()
             .filter(|o| {
@@ -371,7 +377,6 @@ impl ObservedStore {
                     .partial_cmp(&route_key(b))
                     .unwrap_or(std::cmp::Ordering::Equal)
             })?;
-        let (o, port) = best;
         o.in_flight.fetch_add(1, Ordering::Relaxed);
         Some(Route {
             id: o.info.id.clone(),
@@ -595,6 +600,32 @@ mod tests {
             r.in_flight.fetch_sub(1, Ordering::Relaxed);
             r.id
         })
+    }
+
+    #[test]
+    fn requests_picking_at_the_same_moment_spread_over_the_containers() {
+        let ids = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        for _ in 0..50 {
+            let s = ready_store(&ids);
+            let start = std::sync::Barrier::new(ids.len());
+            let picked: HashSet<String> = std::thread::scope(|scope| {
+                let threads: Vec<_> = ids
+                    .iter()
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            s.pick("web", None).unwrap().id // held: not released
+                        })
+                    })
+                    .collect();
+                threads.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            assert_eq!(
+                picked.len(),
+                ids.len(),
+                "two requests went to one container"
+            );
+        }
     }
 
     #[test]
@@ -860,12 +891,8 @@ mod tests {
             .map(|id| in_flight(&s, id))
             .collect();
         assert_eq!(counts.iter().sum::<usize>(), 100);
-        // Concurrent readers may both see the same minimum, so the spread is not exact,
-        // but no container may be left far behind.
-        assert!(
-            counts.iter().all(|&c| (15..=35).contains(&c)),
-            "uneven spread {counts:?}"
-        );
+        // Picks choose and count as one step: held requests spread exactly.
+        assert_eq!(counts, [25, 25, 25, 25], "uneven spread");
     }
 
     #[test]
