@@ -216,22 +216,26 @@ async fn create_one<R: Runtime>(
 }
 
 /// Removes every container of a pool that no manifest declares any more, reporting
-/// each, then forgets the pool. Containers with requests in flight are drained first
-/// (the pool's spec is gone: at most [`api::DEFAULT_TIMEOUT`]; the gateway ends each
-/// request at its own pool's timeout anyway); `Ok(false)` means some still drain.
+/// each, then forgets the pool. Containers with requests in flight are drained first,
+/// for the timeout of the pool's last spec at most (the one its requests were sent
+/// with; [`api::DEFAULT_TIMEOUT`] for a pool this operator never saw declared);
+/// `Ok(false)` means some still drain.
 pub(crate) async fn prune<R: Runtime>(
     ctx: &Shared<R>,
     pool: &str,
     report: &(dyn Fn(Happened) + Sync),
 ) -> Result<bool, RuntimeError> {
     let containers = ctx.store.pool(pool);
+    let drain_for = ctx
+        .pool_state(pool, |s| s.timeout)
+        .unwrap_or(api::DEFAULT_TIMEOUT);
     let results = join_all(containers.iter().map(|o| {
         remove(
             ctx,
             &o.info.id,
             o.info.name.clone(),
             RemoveReason::Pruned,
-            api::DEFAULT_TIMEOUT,
+            drain_for,
             report,
         )
     }))

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -34,6 +35,9 @@ pub(crate) struct PoolState {
     pub status: PoolStatus,
     /// The pool was announced in the log.
     pub announced: bool,
+    /// The request timeout of the pool's last spec: a pruned pool's containers drain
+    /// this long at most, as its requests were sent with it.
+    pub timeout: Option<Duration>,
 }
 
 /// Every pool's [`PoolState`], behind one short-held lock (never held across an await).

@@ -75,6 +75,10 @@ async fn reconcile_pool<R: Runtime>(
         // restarted operator is about to adopt; the first relist triggers every pool
         // it finds, and this one looks again shortly.
         Observation::NotSynced => Ok(Action::requeue(UNSYNCED_RETRY)),
+        // Shutdown began: nothing more is removed (and nothing said of it).
+        Observation::Undeclared {
+            may_prune: true, ..
+        } if ctx.is_stopping() => Ok(Action::await_change()),
         Observation::Undeclared {
             may_prune: true, ..
         } => {
@@ -121,6 +125,7 @@ fn observe<R>(ctx: &Shared<R>, pool: &str) -> Observation {
     };
     let observed = ctx.store.pool(pool);
     let (memory, waiting) = ctx.pool_state(pool, |s| {
+        s.timeout = Some(desired.spec.timeout);
         let memory = Memory {
             replicas: s.replicas,
             last_scale_up: s.last_scale_up,

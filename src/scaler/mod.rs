@@ -434,8 +434,9 @@ fn sort_out<'a>(containers: &'a [ContainerView], p: &mut Plan) -> (Vec<&'a Conta
             Phase::Starting | Phase::Ready if c.pinned => pinned = pinned.saturating_add(1),
             _ if c.pinned => {}
             Phase::Failed => p.remove.push((c.id.clone(), RemoveReason::Failed)),
-            // No removal runs between reconciles of a pool (one reconcile at a time), so a
-            // draining container is one whose removal failed: retry it, never lose it.
+            // A draining container was chosen for removal by an earlier pass: it waits
+            // for its requests in flight, or its removal failed. Remove it again (its
+            // first reason is kept), never lose it.
             Phase::Draining => p.remove.push((c.id.clone(), RemoveReason::Retry)),
             Phase::Starting | Phase::Ready => live.push(c),
         }
