@@ -49,14 +49,14 @@ pub fn router_with_token<R: Runtime>(shared: Arc<Shared<R>>, token: Option<Admin
 }
 
 /// Serves the admin API on `listener` until `shutdown` resolves, behind `token` when
-/// there is one ([`router_with_token`]).
+/// there is one ([`router_with_token`]), with the same client limits as the gateway.
 pub async fn serve<R: Runtime>(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared<R>>,
     token: Option<AdminToken>,
+    limits: crate::http::ServeLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = crate::http::ServeLimits::default();
     crate::http::serve(listener, router_with_token(shared, token), limits, shutdown).await
 }
 
@@ -337,7 +337,13 @@ mod tests {
         let shared = Controller::new(MemoryRuntime::new(&[]), config).shared();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        tokio::spawn(serve(listener, shared, token, std::future::pending()));
+        tokio::spawn(serve(
+            listener,
+            shared,
+            token,
+            crate::http::ServeLimits::default(),
+            std::future::pending(),
+        ));
         port
     }
 

@@ -117,10 +117,14 @@ fn a_connection_flood_leaves_the_operator_up_small_and_answering() {
         .unwrap();
     let flood: Vec<_> = (0..FLOOD).map(|_| rt.spawn(one_request(port))).collect();
     let slow: Vec<_> = (0..STALLED).map(|_| rt.spawn(stalled(port))).collect();
+    // The admin API has the same header read timeout.
+    let slow_admin: Vec<_> = (0..5).map(|_| rt.spawn(stalled(op.admin_port))).collect();
+    let id = running(&op.instance, "web")[0].id.clone();
 
     // While the flood is on: /healthz within a second, every time.
     let mut worst = Duration::ZERO;
     let mut rss_peak = rss_before;
+    let mut most_in_flight = 0;
     let watch_until = Instant::now() + Duration::from_secs(6);
     while Instant::now() < watch_until {
         let t = Instant::now();
@@ -132,11 +136,19 @@ fn a_connection_flood_leaves_the_operator_up_small_and_answering() {
         );
         worst = worst.max(took);
         rss_peak = rss_peak.max(rss_kb(pid));
+        let in_flight = op.container_json("web", &id)["inFlight"]
+            .as_u64()
+            .unwrap_or(0);
+        most_in_flight = most_in_flight.max(in_flight);
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
         worst < Duration::from_secs(1),
         "/healthz took {worst:?} under the flood"
+    );
+    assert!(
+        most_in_flight <= MAX_IN_FLIGHT as u64,
+        "{most_in_flight} requests in flight on the container, over --max-in-flight {MAX_IN_FLIGHT}"
     );
 
     let (mut ok, mut turned_away, mut other) = (0, 0, Vec::new());
@@ -147,11 +159,15 @@ fn a_connection_flood_leaves_the_operator_up_small_and_answering() {
             r => other.push(r),
         }
     }
-    for h in slow {
+    for (h, api) in slow
+        .into_iter()
+        .map(|h| (h, "gateway"))
+        .chain(slow_admin.into_iter().map(|h| (h, "admin API")))
+    {
         let held = rt.block_on(h).unwrap().expect("a stalled connection");
         assert!(
             held < Duration::from_secs(5),
-            "a client that never finished its head was kept {held:?} (header read timeout 1s)"
+            "the {api} kept a client that never finished its head {held:?} (header read timeout 1s)"
         );
     }
     rss_peak = rss_peak.max(rss_kb(pid));
@@ -175,7 +191,6 @@ fn a_connection_flood_leaves_the_operator_up_small_and_answering() {
     );
 
     // Afterwards: still up, nothing left counted, and serving.
-    let id = running(&op.instance, "web")[0].id.clone();
     eventually(Duration::from_secs(30), "no request left in flight", || {
         op.container_json("web", &id)["inFlight"] == 0
     });

@@ -223,6 +223,7 @@ async fn operate(
         admin,
         shared.clone(),
         token,
+        gateway_config.limits,
         stopped(stop_rx.clone()),
     ));
     let gateway_task = tokio::spawn(invok::gateway::serve(
