@@ -515,10 +515,11 @@ fn a_request_in_flight_during_a_scale_down_completes() {
     let op = Operator::start("gw-drain", &[("web.yaml", pool_yaml("web", 2, 2, ""))]);
     op.wait_converged("web", 2, T);
     let port = op.gateway_port;
-    // One slow request on each container.
+    // One slow request on each container: slow enough that the operator reacts to the
+    // edit well within it, even on a loaded machine.
     let slow: Vec<_> = (0..2)
         .map(|_| {
-            std::thread::spawn(move || request(port, "GET", "/function/web/?sleep=4000", &[], b""))
+            std::thread::spawn(move || request(port, "GET", "/function/web/?sleep=15000", &[], b""))
         })
         .collect();
     eventually(T, "both containers have a request in flight", || {
@@ -552,7 +553,7 @@ fn a_request_in_flight_during_a_scale_down_completes() {
         let (status, _, body) = h.join().unwrap();
         assert_eq!(
             (status, body.as_slice()),
-            (200, &b"slept 4000 ms\n"[..]),
+            (200, &b"slept 15000 ms\n"[..]),
             "a request in flight during the scale-down completes"
         );
     }
@@ -588,15 +589,17 @@ fn a_post_whose_container_dies_is_a_502_and_is_never_sent_again() {
         victim.is_some()
     });
     let victim = victim.unwrap();
+    // The other container, named before the kill: its replacement must not be taken
+    // for it.
+    let other = running(&op.instance, "web")
+        .into_iter()
+        .find(|c| c.id != victim)
+        .expect("the other container runs");
     docker(&["kill", &victim]).unwrap();
     let (status, _, body) = post.join().unwrap();
     assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
     assert!(json_error(&body).contains("failed"));
     // Had the gateway sent it again, the other container would be sleeping in it now.
-    let other = running(&op.instance, "web")
-        .into_iter()
-        .find(|c| c.id != victim)
-        .expect("the other container runs");
     let procs = docker(&["top", &other.id]).unwrap();
     assert!(
         !procs.contains("usleep"),
