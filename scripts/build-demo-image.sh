@@ -14,6 +14,7 @@
 #   /cgi-bin/mem?mb=N&ms=M      -> holds about N MB of RSS for M ms
 #   /cgi-bin/sleep?ms=N         -> answers after N ms, idle
 #   /cgi-bin/status?code=N      -> answers with HTTP status N
+#   /cgi-bin/bytes?n=N          -> answers N zero bytes (a large answer)
 #
 # With the command `nc -ll -p 8080 -e /usr/lib/demo-fn/raw-request` instead of
 # httpd, it answers every request with its request line and headers exactly as

@@ -17,8 +17,12 @@ pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
 
 #[path = "regression/apply.rs"]
 mod apply;
+#[path = "regression/drain.rs"]
+mod drain;
 #[path = "regression/facade.rs"]
 mod facade;
+#[path = "regression/gateway.rs"]
+mod gateway;
 #[path = "regression/operator.rs"]
 mod operator;
 #[path = "regression/sampler.rs"]

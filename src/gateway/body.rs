@@ -11,7 +11,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -22,10 +22,41 @@ use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
-/// The error an [`Upload`] ends with when the client sent more than the limit.
-#[derive(Debug, thiserror::Error)]
-#[error("request body exceeds the limit of {0} bytes")]
-pub struct TooLarge(pub usize);
+use crate::http::Closer;
+
+/// Why a client's body did not arrive whole: the client's doing, never the container's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UploadError {
+    /// The client sent more than the limit (`413`).
+    #[error("request body exceeds the limit of {0} bytes")]
+    TooLarge(usize),
+    /// The client did not send its body within the pool's timeout (`408`).
+    #[error("the request body did not arrive within the pool's timeout")]
+    TimedOut,
+    /// The client's body broke off (it hung up mid-upload, or sent broken chunks: `400`).
+    #[error("the request body could not be read: the client broke it off")]
+    Broken,
+}
+
+impl UploadError {
+    /// The status a client gets for it.
+    pub fn status(self) -> axum::http::StatusCode {
+        use axum::http::StatusCode;
+        match self {
+            UploadError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            UploadError::TimedOut => StatusCode::REQUEST_TIMEOUT,
+            UploadError::Broken => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            UploadError::TooLarge(_) => 1,
+            UploadError::TimedOut => 2,
+            UploadError::Broken => 3,
+        }
+    }
+}
 
 /// A response body cut off at the pool's timeout.
 #[derive(Debug, thiserror::Error)]
@@ -38,8 +69,10 @@ struct UploadState {
     body: Mutex<Option<Body>>,
     /// Hyper asked for the body: the request may have reached a container.
     taken: AtomicBool,
-    /// The client sent more than the limit.
-    too_large: AtomicBool,
+    /// How the client's body failed, if it did ([`UploadError::code`]; 0: it did not).
+    failed: AtomicU8,
+    /// Waiting for the client to send more of its body.
+    stalled: AtomicBool,
 }
 
 /// The client's request body, and whether it may still go elsewhere.
@@ -57,31 +90,41 @@ pub const SMALL_CHUNKED: usize = 64 << 10;
 
 impl Upload {
     /// Wraps the client's body, allowing `limit` bytes. A chunked body (no length
-    /// given) is read up to [`SMALL_CHUNKED`] bytes first: when it ends within them it
-    /// is sent as one piece of known length; otherwise it streams on from there.
-    pub async fn read(body: Body, limit: usize) -> Result<Upload, TooLarge> {
+    /// given) is read up to `whole` bytes first, by `deadline`: when it ends within
+    /// them it is sent as one piece of known length; otherwise it streams on from
+    /// there. [`SMALL_CHUNKED`] for most requests; the limit for a `GET`, `HEAD` or
+    /// `CONNECT`, which hyper never sends chunked (it would drop the body).
+    pub async fn read(
+        body: Body,
+        limit: usize,
+        whole: usize,
+        deadline: Instant,
+    ) -> Result<Upload, UploadError> {
         if body.size_hint().exact().is_some() || body.is_end_stream() {
             return Ok(Upload::new(body, limit));
         }
         let mut body = body;
         let mut head = bytes::BytesMut::new();
-        let cap = SMALL_CHUNKED.min(limit);
+        let cap = whole.min(limit);
         while head.len() <= cap {
-            match body.frame().await {
+            let frame = tokio::time::timeout_at(deadline, body.frame())
+                .await
+                .map_err(|_| UploadError::TimedOut)?;
+            match frame {
                 None => return Ok(Upload::new(Body::from(head.freeze()), limit)),
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => head.extend_from_slice(&data),
                     // Trailers: stream on, they cannot go with a Content-Length.
-                    Err(frame) => return Ok(Upload::new(rejoin(head, Ok(frame), body), limit)),
+                    Err(frame) => return Ok(Upload::new(rejoin(head, frame, body), limit)),
                 },
-                Some(Err(e)) => return Ok(Upload::new(rejoin(head, Err(e), body), limit)),
+                Some(Err(_)) => return Err(UploadError::Broken),
             }
         }
         if head.len() > limit {
-            return Err(TooLarge(limit));
+            return Err(UploadError::TooLarge(limit));
         }
         Ok(Upload::new(
-            rejoin(head, Ok(Frame::data(Bytes::new())), body),
+            rejoin(head, Frame::data(Bytes::new()), body),
             limit,
         ))
     }
@@ -101,8 +144,9 @@ impl Upload {
         }
     }
 
-    /// The body to send on one attempt; it takes the client's body on its first poll.
-    pub fn attempt(&self) -> Body {
+    /// The body to send on one attempt, cut off at `deadline`; it takes the client's
+    /// body on its first poll.
+    pub fn attempt(&self, deadline: Instant) -> Body {
         Body::new(Outgoing {
             state: self.state.clone(),
             inner: None,
@@ -110,6 +154,7 @@ impl Upload {
             sent: 0,
             hint: self.hint,
             empty: self.empty,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
         })
     }
 
@@ -118,16 +163,27 @@ impl Upload {
         self.state.taken.load(Ordering::Acquire)
     }
 
-    /// True when the client sent more than the limit.
-    pub fn too_large(&self) -> bool {
-        self.state.too_large.load(Ordering::Acquire)
+    /// True while the body waits for the client to send more: a timeout then is the
+    /// client's, not the function's.
+    pub fn stalled(&self) -> bool {
+        self.state.stalled.load(Ordering::Acquire)
+    }
+
+    /// How the client's body failed on its way, if it did.
+    pub fn failed(&self) -> Option<UploadError> {
+        match self.state.failed.load(Ordering::Acquire) {
+            1 => Some(UploadError::TooLarge(self.limit)),
+            2 => Some(UploadError::TimedOut),
+            3 => Some(UploadError::Broken),
+            _ => None,
+        }
     }
 }
 
 /// What was read of a body, then the frame that stopped the reading, then the rest.
-fn rejoin(head: bytes::BytesMut, stop: Result<Frame<Bytes>, axum::Error>, rest: Body) -> Body {
+fn rejoin(head: bytes::BytesMut, stop: Frame<Bytes>, rest: Body) -> Body {
     use futures_util::StreamExt;
-    let first = futures_util::stream::iter([Ok(Frame::data(head.freeze())), stop]);
+    let first = futures_util::stream::iter([Ok(Frame::data(head.freeze())), Ok(stop)]);
     let rest = http_body_util::BodyStream::new(rest);
     Body::new(http_body_util::StreamBody::new(first.chain(rest)))
 }
@@ -142,6 +198,15 @@ struct Outgoing {
     /// reads them to choose between `Content-Length` and chunked before it polls).
     hint: SizeHint,
     empty: bool,
+    /// The pool's timeout: a client still sending then is cut off.
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl Outgoing {
+    fn fail(&self, e: UploadError) -> Poll<Option<Result<Frame<Bytes>, axum::BoxError>>> {
+        self.state.failed.store(e.code(), Ordering::Release);
+        Poll::Ready(Some(Err(e.into())))
+    }
 }
 
 impl hyper::body::Body for Outgoing {
@@ -165,16 +230,23 @@ impl hyper::body::Body for Outgoing {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        let frame = match std::task::ready!(Pin::new(inner).poll_frame(cx)) {
-            Some(Ok(frame)) => frame,
-            Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-            None => return Poll::Ready(None),
+        let polled = Pin::new(inner).poll_frame(cx);
+        this.state
+            .stalled
+            .store(polled.is_pending(), Ordering::Release);
+        let frame = match polled {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(Some(Err(_))) => return this.fail(UploadError::Broken),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending if this.deadline.as_mut().poll(cx).is_ready() => {
+                return this.fail(UploadError::TimedOut)
+            }
+            Poll::Pending => return Poll::Pending,
         };
         if let Some(data) = frame.data_ref() {
             this.sent = this.sent.saturating_add(data.len());
             if this.sent > this.limit {
-                this.state.too_large.store(true, Ordering::Release);
-                return Poll::Ready(Some(Err(TooLarge(this.limit).into())));
+                return this.fail(UploadError::TooLarge(this.limit));
             }
         }
         Poll::Ready(Some(Ok(frame)))
@@ -204,28 +276,73 @@ impl Drop for InFlight {
     }
 }
 
-/// A container's response body, holding its request's counts until it ends.
-pub struct Guarded {
-    inner: Incoming,
-    deadline: Pin<Box<Sleep>>,
+/// What a request holds until its answer is done: its count in flight on the container
+/// and its place under `--max-in-flight`.
+pub struct Held {
     _in_flight: InFlight,
     _permit: OwnedSemaphorePermit,
 }
 
-impl Guarded {
-    /// Streams `inner`, cut off at `deadline`, holding `in_flight` and `permit`.
-    pub fn new(
-        inner: Incoming,
-        deadline: Instant,
-        in_flight: InFlight,
-        permit: OwnedSemaphorePermit,
-    ) -> Guarded {
-        Guarded {
-            inner,
-            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+impl Held {
+    /// Holds `in_flight` (its count on the container) and `permit` (its place under
+    /// `--max-in-flight`) until dropped.
+    pub fn new(in_flight: InFlight, permit: OwnedSemaphorePermit) -> Held {
+        Held {
             _in_flight: in_flight,
             _permit: permit,
         }
+    }
+}
+
+/// A container's response body, holding its request's counts until it ends or the
+/// pool's timeout passes, whichever comes first.
+///
+/// hyper polls a body only while the client takes what was written: a client that
+/// stops reading would keep a body, and what it holds, forever. So a timer outside the
+/// body ends it at the deadline: it releases what the request held (the scaler and a
+/// drain stop counting it, another request takes its place) and closes the client's
+/// connection, which drops the body and the container's connection with it.
+pub struct Guarded {
+    inner: Incoming,
+    deadline: Pin<Box<Sleep>>,
+    held: Arc<Mutex<Option<Held>>>,
+    timer: tokio::task::JoinHandle<()>,
+}
+
+impl Guarded {
+    /// Streams `inner`, cut off at `deadline`, holding `held` until then; `closer`
+    /// ends the client's connection if the answer is still going at the deadline.
+    pub fn new(inner: Incoming, deadline: Instant, held: Held, closer: Option<Closer>) -> Guarded {
+        let held = Arc::new(Mutex::new(Some(held)));
+        let expired = held.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            if lock(&expired).take().is_some() {
+                tracing::warn!(
+                    "an answer still streaming at the pool's timeout: connection closed"
+                );
+                if let Some(closer) = closer {
+                    closer.close();
+                }
+            }
+        });
+        Guarded {
+            inner,
+            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            held,
+            timer,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.timer.abort();
+        lock(&self.held).take();
     }
 }
 
@@ -237,13 +354,17 @@ impl hyper::body::Body for Guarded {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::BoxError>>> {
-        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
-            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        // The deadline first: a container streaming without pause would otherwise
+        // never let it be seen.
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            lock(&self.held).take();
+            return Poll::Ready(Some(Err(TimedOut.into())));
         }
-        match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Some(Err(TimedOut.into()))),
-            Poll::Pending => Poll::Pending,
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if frame.is_none() {
+            lock(&self.held).take();
         }
+        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -259,6 +380,10 @@ impl hyper::body::Body for Guarded {
 mod tests {
     use super::*;
 
+    fn later() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(3600)
+    }
+
     fn chunked(parts: &[&'static [u8]]) -> Body {
         let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = parts
             .iter()
@@ -272,33 +397,41 @@ mod tests {
     #[tokio::test]
     async fn an_unpolled_attempt_leaves_the_body_for_the_next() {
         let upload = Upload::new(chunked(&[b"hello ", b"world"]), 100);
-        drop(upload.attempt()); // a refused connection: hyper never asked for the body
+        drop(upload.attempt(later())); // a refused connection: hyper never asked for the body
         assert!(!upload.taken(), "nothing was sent");
-        let body = upload.attempt().collect().await.unwrap().to_bytes();
+        let body = upload.attempt(later()).collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"hello world");
         assert!(upload.taken(), "once polled, the request may have run");
-        let again = upload.attempt().collect().await.unwrap().to_bytes();
+        let again = upload.attempt(later()).collect().await.unwrap().to_bytes();
         assert!(again.is_empty(), "a body is never sent twice");
     }
 
     #[tokio::test]
     async fn a_chunked_body_over_the_limit_ends_in_an_error_and_says_so() {
         let upload = Upload::new(chunked(&[b"12345", b"67890", b"x"]), 10);
-        let err = upload.attempt().collect().await.unwrap_err();
+        let err = upload.attempt(later()).collect().await.unwrap_err();
         assert!(err.to_string().contains("limit of 10 bytes"), "{err}");
-        assert!(upload.too_large());
+        assert_eq!(upload.failed(), Some(UploadError::TooLarge(10)));
         let exact = Upload::new(chunked(&[b"12345", b"67890"]), 10);
         assert_eq!(
-            exact.attempt().collect().await.unwrap().to_bytes().len(),
+            exact
+                .attempt(later())
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .len(),
             10
         );
-        assert!(!exact.too_large(), "the limit itself is allowed");
+        assert_eq!(exact.failed(), None, "the limit itself is allowed");
     }
 
     #[tokio::test]
     async fn a_small_chunked_body_is_sent_with_its_length_a_large_one_streams() {
-        let small = Upload::read(chunked(&[b"ab", b"cd"]), 100).await.unwrap();
-        let body = small.attempt();
+        let small = Upload::read(chunked(&[b"ab", b"cd"]), 100, SMALL_CHUNKED, later())
+            .await
+            .unwrap();
+        let body = small.attempt(later());
         assert_eq!(
             body.size_hint().exact(),
             Some(4),
@@ -307,29 +440,94 @@ mod tests {
         assert_eq!(&body.collect().await.unwrap().to_bytes()[..], b"abcd");
 
         let big: &'static [u8] = Box::leak(vec![7u8; SMALL_CHUNKED].into_boxed_slice());
-        let large = Upload::read(chunked(&[big, b"tail"]), 1 << 20)
+        let large = Upload::read(chunked(&[big, b"tail"]), 1 << 20, SMALL_CHUNKED, later())
             .await
             .unwrap();
-        let body = large.attempt();
+        let body = large.attempt(later());
         assert_eq!(body.size_hint().exact(), None, "streamed, chunked");
         let all = body.collect().await.unwrap().to_bytes();
         assert_eq!(all.len(), SMALL_CHUNKED + 4);
         assert!(all.ends_with(b"tail"));
 
-        let over = Upload::read(chunked(&[b"12345", b"67890", b"x"]), 10).await;
-        assert!(
-            over.is_err(),
+        let whole = Upload::read(chunked(&[big, b"tail"]), 1 << 20, 1 << 20, later())
+            .await
+            .unwrap();
+        let body = whole.attempt(later());
+        assert_eq!(
+            body.size_hint().exact(),
+            Some(SMALL_CHUNKED as u64 + 4),
+            "read whole: sent with a Content-Length"
+        );
+
+        let over = Upload::read(
+            chunked(&[b"12345", b"67890", b"x"]),
+            10,
+            SMALL_CHUNKED,
+            later(),
+        )
+        .await;
+        assert_eq!(
+            over.err(),
+            Some(UploadError::TooLarge(10)),
             "over the limit while still being read: 413 at once"
         );
     }
 
-    #[test]
-    fn length_and_emptiness_are_known_before_the_body_is_taken() {
+    /// A body that sends `first` and then nothing, ever: a client that stalled.
+    fn stalled(first: &'static [u8]) -> Body {
+        use futures_util::StreamExt;
+        let first = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(Frame::data(
+            Bytes::from_static(first),
+        ))]);
+        Body::new(http_body_util::StreamBody::new(
+            first.chain(futures_util::stream::pending()),
+        ))
+    }
+
+    /// A body that sends `first` and then breaks off: a client that hung up.
+    fn broken(first: &'static [u8]) -> Body {
+        let frames = [
+            Ok(Frame::data(Bytes::from_static(first))),
+            Err(std::io::Error::other("connection reset")),
+        ];
+        Body::new(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_body_ends_at_the_deadline_as_the_clients_fault() {
+        let soon = Instant::now() + std::time::Duration::from_secs(2);
+        let read = Upload::read(stalled(b"abc"), 100, SMALL_CHUNKED, soon).await;
+        assert_eq!(read.err(), Some(UploadError::TimedOut), "while pre-read");
+        let upload = Upload::new(stalled(b"abc"), 100);
+        let err = upload.attempt(soon).collect().await.unwrap_err();
+        assert!(err.to_string().contains("did not arrive"), "{err}");
+        assert_eq!(
+            upload.failed(),
+            Some(UploadError::TimedOut),
+            "while streamed"
+        );
+        assert_eq!(UploadError::TimedOut.status(), 408);
+    }
+
+    #[tokio::test]
+    async fn a_broken_body_is_the_clients_fault_and_never_sent_on() {
+        let read = Upload::read(broken(b"abc"), 100, SMALL_CHUNKED, later()).await;
+        assert_eq!(read.err(), Some(UploadError::Broken), "while pre-read");
+        let upload = Upload::new(broken(b"abc"), 100);
+        assert!(upload.attempt(later()).collect().await.is_err());
+        assert_eq!(upload.failed(), Some(UploadError::Broken), "while streamed");
+        assert_eq!(UploadError::Broken.status(), 400);
+    }
+
+    #[tokio::test]
+    async fn length_and_emptiness_are_known_before_the_body_is_taken() {
         let upload = Upload::new(Body::from("abc"), 10);
-        let body = upload.attempt();
+        let body = upload.attempt(later());
         assert_eq!(body.size_hint().exact(), Some(3));
         assert!(!body.is_end_stream());
-        let empty = Upload::new(Body::empty(), 10).attempt();
+        let empty = Upload::new(Body::empty(), 10).attempt(later());
         assert!(
             empty.is_end_stream(),
             "no chunked encoding for an empty GET"

@@ -16,7 +16,9 @@
 //! | answer | when |
 //! |---|---|
 //! | the function's | it answered within the pool's `timeout` |
+//! | 400 | the client's body broke off (the client's fault: the container is not probed) |
 //! | 404 | no pool of that name |
+//! | 408 | the client's body did not arrive within the pool's `timeout` |
 //! | 413 | the body is over `--max-body` (declared or, chunked, as it arrives) |
 //! | 502 | the container failed on the way (it is probed; the request is not resent) |
 //! | 503 + `Retry-After` | more than `--max-in-flight` requests are held |
@@ -36,18 +38,18 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use self::body::{Guarded, InFlight, Upload};
+use self::body::{Guarded, Held, InFlight, Upload};
 pub use self::forwarding::{strip_hop_by_hop, target, upstream_headers, Target};
 use self::upstream::Upstream;
 use crate::controller::Shared;
-use crate::http::{ClientAddr, ServeLimits};
+use crate::http::{ClientAddr, Closer, ServeLimits};
 use crate::runtime::Runtime;
 use crate::store::Route;
 
@@ -224,11 +226,21 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, target: &Target<'_>, req: Request)
             gw.config.max_body
         ));
     }
-    let upload = match Upload::read(body, gw.config.max_body).await {
+    // The pool's timeout bounds the whole request: a client sending its body slowly
+    // holds its place no longer than a slow function does.
+    // hyper sends no chunked body with these methods: read it whole, to send it with
+    // its length, rather than lose it.
+    let whole = if matches!(parts.method, Method::GET | Method::HEAD | Method::CONNECT) {
+        gw.config.max_body
+    } else {
+        body::SMALL_CHUNKED
+    };
+    let upload = match Upload::read(body, gw.config.max_body, whole, after(timeout)).await {
         Ok(upload) => upload,
-        Err(e) => return too_large(e.to_string()),
+        Err(e) => return error(e.status(), body_failed(e, gw, timeout)),
     };
     let client = parts.extensions.get::<ClientAddr>().map(|c| c.0.ip());
+    let closer = parts.extensions.get::<Closer>().cloned();
     let headers = upstream_headers(parts.headers, pool, client);
     let mut avoid: Option<String> = None;
     loop {
@@ -264,11 +276,11 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, target: &Target<'_>, req: Request)
                 Ok(u) => u,
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad request path: {e}")),
             };
-        let mut upstream = hyper::Request::new(upload.attempt());
+        let deadline = after(timeout);
+        let mut upstream = hyper::Request::new(upload.attempt(deadline));
         *upstream.method_mut() = parts.method.clone();
         *upstream.uri_mut() = uri;
         *upstream.headers_mut() = headers.clone();
-        let deadline = after(timeout);
         let e = match tokio::time::timeout_at(deadline, gw.upstream.request(upstream)).await {
             Ok(Ok(resp)) => {
                 let (mut rparts, rbody) = resp.into_parts();
@@ -276,10 +288,16 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, target: &Target<'_>, req: Request)
                 if let Ok(v) = HeaderValue::from_str(&route.name) {
                     rparts.headers.insert(CONTAINER_HEADER, v);
                 }
-                let body = Guarded::new(rbody, deadline, in_flight, permit);
+                let held = Held::new(in_flight, permit);
+                let body = Guarded::new(rbody, deadline, held, closer);
                 return Response::from_parts(rparts, Body::new(body));
             }
             Ok(Err(e)) => e,
+            // The client's body stalled: its fault, not the function's.
+            Err(_) if upload.stalled() || upload.failed().is_some() => {
+                let failed = upload.failed().unwrap_or(body::UploadError::TimedOut);
+                return error(failed.status(), body_failed(failed, gw, timeout));
+            }
             Err(_) => {
                 tracing::warn!(pool, container = %route.name, "no answer within the pool's timeout ({timeout:?})");
                 return error(
@@ -292,11 +310,10 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, target: &Target<'_>, req: Request)
             }
         };
         drop(in_flight);
-        if upload.too_large() {
-            return too_large(format!(
-                "request body exceeds the limit of {} bytes",
-                gw.config.max_body
-            ));
+        if let Some(failed) = upload.failed() {
+            // The client's doing (too much, too slow, broken off): the container is fine.
+            tracing::debug!(pool, container = %route.name, "request body failed: {failed}");
+            return error(failed.status(), body_failed(failed, gw, timeout));
         }
         gw.shared.report_unreachable(&route.id);
         if e.is_connect() && !upload.taken() && avoid.is_none() {
@@ -323,6 +340,20 @@ fn after(d: Duration) -> Instant {
 
 fn too_large(message: String) -> Response {
     error(StatusCode::PAYLOAD_TOO_LARGE, message)
+}
+
+/// What a client is told when its body did not arrive whole.
+fn body_failed<R>(e: body::UploadError, gw: &Gateway<R>, timeout: Duration) -> String {
+    match e {
+        body::UploadError::TooLarge(_) => format!(
+            "request body exceeds the limit of {} bytes",
+            gw.config.max_body
+        ),
+        body::UploadError::TimedOut => {
+            format!("the request body did not arrive within the pool's timeout of {timeout:?}")
+        }
+        body::UploadError::Broken => e.to_string(),
+    }
 }
 
 /// An error with its causes, `a: b: c`.
