@@ -117,7 +117,7 @@ impl DirIndex {
             files: BTreeMap::new(),
         };
         for path in paths {
-            let text = std::fs::read_to_string(&path)
+            let text = files::read_manifest(&path)
                 .with_context(|| format!("{}: cannot read", path.display()))?;
             let docs = files::split_documents(&text);
             for (i, d) in docs.iter().enumerate() {

@@ -37,6 +37,39 @@ pub fn is_manifest_file(path: &Path) -> bool {
     !hidden_or_temp && (name.ends_with(".yaml") || name.ends_with(".yml"))
 }
 
+/// The largest manifest file read, in bytes: 1.5 MiB, as Kubernetes refuses larger
+/// objects (etcd's request limit). A pool's manifest is a few hundred bytes; a file
+/// above this is a mistake (a log, a dump) or an attack, and is refused without being
+/// read whole: its pools keep their last good spec, as for any broken file.
+pub const MAX_MANIFEST_BYTES: u64 = 1536 * 1024;
+
+/// Why a manifest file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be opened or read.
+    #[error("cannot read: {0}")]
+    Io(#[from] std::io::Error),
+    /// The file is larger than [`MAX_MANIFEST_BYTES`].
+    #[error("file is over the manifest size limit of {MAX_MANIFEST_BYTES} bytes (1.5 MiB, as Kubernetes); a pool's manifest is a few hundred bytes")]
+    TooLarge,
+    /// The file is not UTF-8 text.
+    #[error("not valid UTF-8 text")]
+    NotUtf8,
+}
+
+/// Reads a manifest file's text, at most [`MAX_MANIFEST_BYTES`] of it: a larger file
+/// (or one growing while read) is refused after reading one byte past the limit.
+pub fn read_manifest(path: &Path) -> Result<String, ReadError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(ReadError::TooLarge);
+    }
+    String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8)
+}
+
 /// What a walk found.
 #[derive(Debug, Default)]
 pub struct Walk {
@@ -228,6 +261,26 @@ fn sync_dir(dir: &Path) {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn a_manifest_over_the_size_limit_is_refused_and_one_at_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = dir.path().join("at.yaml");
+        let mut text = "# ".to_string();
+        text.push_str(&"x".repeat(MAX_MANIFEST_BYTES as usize - 3));
+        text.push('\n');
+        std::fs::write(&at, &text).unwrap();
+        assert_eq!(read_manifest(&at).unwrap().len() as u64, MAX_MANIFEST_BYTES);
+        let over = dir.path().join("over.yaml");
+        text.push('\n');
+        std::fs::write(&over, &text).unwrap();
+        let e = read_manifest(&over).unwrap_err();
+        assert!(matches!(e, ReadError::TooLarge), "{e}");
+        assert!(e.to_string().contains("1.5 MiB"), "{e}");
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, b"name: \xff\n").unwrap();
+        assert!(matches!(read_manifest(&bad), Err(ReadError::NotUtf8)));
+    }
 
     #[test]
     fn documents_split_and_join_back_to_the_same_text() {

@@ -277,18 +277,10 @@ fn load_files(files: &[PathBuf], defaults: &ScalingDefaults) -> ManifestSet {
     let mut seen: BTreeMap<String, Location> = BTreeMap::new();
     for file in files {
         set.files_read += 1;
-        match std::fs::read(file) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => read_text(file, &text, defaults, &mut set, &mut seen),
-                Err(_) => {
-                    set.errors
-                        .push(file_error(file, "not valid UTF-8 text".into()));
-                    set.broken_files.insert(file.clone());
-                }
-            },
+        match files::read_manifest(file) {
+            Ok(text) => read_text(file, &text, defaults, &mut set, &mut seen),
             Err(e) => {
-                set.errors
-                    .push(file_error(file, format!("cannot read: {e}")));
+                set.errors.push(file_error(file, e.to_string()));
                 set.broken_files.insert(file.clone());
             }
         }

@@ -699,3 +699,44 @@ fn a_ready_container_paused_for_a_moment_is_not_replaced() {
     answers_through_gateway(&op, &c.id, &c.name);
     still_the_same(&op, &c.id, &started, "after a pause");
 }
+
+/// Bug: a 45 MB file dropped into the manifest directory (a log pasted into a `.yaml`)
+/// was read whole, and parsed, on every directory read: the operator grew to about
+/// 400 MB RSS. Files over the 1.5 MiB manifest limit (Kubernetes' object limit) are
+/// refused without being read whole, with an error that says so.
+#[test]
+fn a_45_mb_manifest_does_not_grow_the_operator() {
+    let op = Operator::start("rg-45mb", &[("web.yaml", pool_yaml("web", 1, 1, ""))]);
+    op.wait_converged("web", 1, T);
+    let pid = op.pid().unwrap();
+    let rss = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    };
+    let before = rss();
+    let mut text = pool_yaml("dump", 1, 1, "");
+    text.push_str("# ");
+    text.push_str(&"y".repeat(45 << 20));
+    std::fs::write(op.dir.join("dump.yaml"), text).unwrap();
+    eventually(T, "the file is refused for its size", || {
+        op.get_json("/api/v1/pools")["operator"]["manifestErrors"]
+            .as_array()
+            .is_some_and(|e| {
+                e.iter().any(|m| {
+                    m.as_str()
+                        .is_some_and(|m| m.contains("dump.yaml") && m.contains("size limit"))
+                })
+            })
+    });
+    op.wait_rounds(3);
+    let after = rss();
+    assert!(
+        after < before + 30 * 1024,
+        "the operator grew from {before} to {after} KiB"
+    );
+    assert_eq!(running(&op.instance, "web").len(), 1);
+}

@@ -10,6 +10,8 @@
 )]
 #![allow(dead_code)]
 
+pub mod traffic;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
