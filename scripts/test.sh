@@ -20,6 +20,10 @@ echo "== cargo test"
 cargo test --all-targets --quiet
 echo "== doc tests"
 cargo test --doc --quiet
+echo "== soak (2 minutes)"
+# Sawtooth, bursty and steady load on three pools; fails on any failed request. The
+# 30-minute figures in README come from `scripts/soak.sh 30m` on a release build.
+INVOK_BIN="$CARGO_TARGET_DIR/debug/invok" SOAK_PROFILE=debug bash scripts/soak.sh 2m
 echo "== kubernetes-validate"
 # The exported CRD and objects of every example, against the API schemas of three
 # Kubernetes versions (strict: unknown fields fail). Uses the binary the tests built.
