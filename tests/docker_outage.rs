@@ -19,6 +19,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::traffic::{by_status, Traffic};
 use support::*;
 
 const T: Duration = Duration::from_secs(30);
@@ -97,12 +98,23 @@ impl Drop for DockerBack {
     }
 }
 
+/// Also the chaos suite's dockerd case: traffic runs through the gateway the whole time,
+/// the pool is back at its size within 10 s of Docker answering again, and every request
+/// sent once it is back is answered.
 #[test]
 fn dockerd_stopped_and_started_again_the_pool_converges_without_duplicates() {
     let _one = one_at_a_time();
     let op = Operator::start("outage", &[("web.yaml", pool_yaml("web", 2, 4, ""))]);
     op.wait_converged("web", 2, T);
     eventually(T, "/readyz answers 200", || op.readyz().0 == 200);
+    let traffic = Traffic::start(
+        op.gateway_port,
+        "web",
+        "/?sleep=50",
+        2,
+        Duration::from_secs(240),
+    );
+    traffic.wait_more(20, T);
     let before: Vec<String> = running(&op.instance, "web")
         .into_iter()
         .map(|c| c.id)
@@ -146,6 +158,23 @@ fn dockerd_stopped_and_started_again_the_pool_converges_without_duplicates() {
     op.wait_converged("web", 2, Duration::from_secs(60));
     eventually(T, "/readyz answers 200 again", || op.readyz().0 == 200);
     let recovered_in = restarted.elapsed();
+    let back_at = Instant::now();
+    traffic.wait_more(40, T);
+    let history = traffic.stop();
+    let after: Vec<_> = history.iter().filter(|s| s.started > back_at).collect();
+    assert!(
+        after.iter().all(|s| s.status == 200),
+        "every request sent after the pool was back is answered: {:?}",
+        after
+            .iter()
+            .filter(|s| s.status != 200)
+            .take(3)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        recovered_in <= Duration::from_secs(10),
+        "the pool was back {recovered_in:?} after Docker answered"
+    );
     op.wait_reconciles("web", 4);
     let all = containers(&op.instance, None);
     assert_eq!(all.len(), 2, "exactly 2 containers, no duplicates: {all:?}");
@@ -154,7 +183,8 @@ fn dockerd_stopped_and_started_again_the_pool_converges_without_duplicates() {
     let replaced = all.iter().filter(|c| !before.contains(&c.id)).count();
     eprintln!(
         "dockerd stop took {stop_took:?}; pool converged {recovered_in:?} after Docker \
-         answered again; {replaced} of 2 containers replaced"
+         answered again; {replaced} of 2 containers replaced; requests by status {:?}",
+        by_status(&history)
     );
 
     // The events stream is followed again (resubscribed after the outage): a removed

@@ -21,6 +21,8 @@ mod apply;
 mod drain;
 #[path = "regression/facade.rs"]
 mod facade;
+#[path = "regression/fuzz.rs"]
+mod fuzz;
 #[path = "regression/gateway.rs"]
 mod gateway;
 #[path = "regression/operator.rs"]

@@ -17,7 +17,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use quantity::{format_duration, parse_bytes, parse_duration, IntOrString};
+pub use quantity::{format_duration, parse_bytes, parse_duration, IntOrString, MAX_DURATION};
 
 /// The API group of Invok's resources.
 pub const GROUP: &str = "invok.dev";

@@ -182,57 +182,99 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     value.ok_or_else(|| format!("quantity {s:?} is too large"))
 }
 
+/// The longest duration accepted: Go's and so Kubernetes' (`time.Duration`, an `i64` of
+/// nanoseconds), about 292 years.
+pub const MAX_DURATION: Duration = Duration::new(9_223_372_036, 854_775_807);
+
 /// Parses a duration such as `500ms`, `30s`, `2m`, `1h` or `1m30s`; a bare number is seconds.
+///
+/// Exact to the nanosecond (decimals are read as decimals, not floats), and at most
+/// [`MAX_DURATION`], as Kubernetes: what parses, [`format_duration`] prints back to the
+/// same value.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let hint = "expected a duration like 500ms, 30s, 2m or 1h";
+    let out_of_range = || {
+        format!("duration {s:?} is out of range: at most 2562047h47m16.854775807s (as Kubernetes)")
+    };
     if t.is_empty() {
         return Err(format!("empty duration: {hint}"));
     }
-    if let Ok(secs) = t.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    if t.bytes().all(|b| b.is_ascii_digit()) {
+        return decimal_nanos(t, NANOS_PER_SEC)
+            .and_then(nanos_to_duration)
+            .ok_or_else(out_of_range);
     }
-    let mut total = Duration::ZERO;
+    let mut total: u128 = 0;
     let mut rest = t;
     while !rest.is_empty() {
         let digits = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(|| format!("invalid duration {s:?}: missing unit; {hint}"))?;
-        if digits == 0 {
+        let number = &rest[..digits];
+        if digits == 0 || number.matches('.').count() > 1 || number == "." {
             return Err(format!("invalid duration {s:?}: {hint}"));
         }
-        let value: f64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}: {hint}"))?;
         rest = &rest[digits..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
-        let secs_per_unit = match unit {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
+        let per_unit = match unit {
+            "ms" => NANOS_PER_SEC / 1000,
+            "s" => NANOS_PER_SEC,
+            "m" => 60 * NANOS_PER_SEC,
+            "h" => 3600 * NANOS_PER_SEC,
             _ => return Err(format!("invalid unit {unit:?} in duration {s:?}: {hint}")),
         };
-        total += Duration::try_from_secs_f64(value * secs_per_unit)
-            .map_err(|_| format!("duration {s:?} is out of range"))?;
+        total = decimal_nanos(number, per_unit)
+            .and_then(|n| total.checked_add(n))
+            .ok_or_else(out_of_range)?;
     }
-    Ok(total)
+    nanos_to_duration(total).ok_or_else(out_of_range)
 }
 
-/// Formats a duration the way manifests write it (`30s`, `1m30s`, `500ms`).
+const NANOS_PER_SEC: u128 = 1_000_000_000;
+
+/// `number` (digits, at most one `.`) units of `per_unit` nanoseconds, exact where the
+/// unit allows (a fraction of a unit below a nanosecond is dropped); `None` on overflow.
+fn decimal_nanos(number: &str, per_unit: u128) -> Option<u128> {
+    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    let int: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let mut nanos = int.checked_mul(per_unit)?;
+    let (mut num, mut den) = (0u128, 1u128);
+    for d in frac.bytes().take(30) {
+        num = num * 10 + u128::from(d - b'0');
+        den *= 10;
+    }
+    nanos = nanos.checked_add(num.checked_mul(per_unit)? / den)?;
+    Some(nanos)
+}
+
+fn nanos_to_duration(nanos: u128) -> Option<Duration> {
+    let d = Duration::new(
+        u64::try_from(nanos / NANOS_PER_SEC).ok()?,
+        (nanos % NANOS_PER_SEC) as u32,
+    );
+    (d <= MAX_DURATION).then_some(d)
+}
+
+/// Formats a duration the way manifests write it (`30s`, `1m30s`, `500ms`, `1500ms`;
+/// below a millisecond, `1.5ms`): what [`parse_duration`] reads back to the same value.
 pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
         return "0s".into();
     }
-    if !ms.is_multiple_of(1000) {
-        return format!("{ms}ms");
+    if nanos % NANOS_PER_SEC != 0 {
+        let (ms, below) = (nanos / 1_000_000, nanos % 1_000_000);
+        return match below {
+            0 => format!("{ms}ms"),
+            _ => format!("{ms}.{}ms", format!("{below:06}").trim_end_matches('0')),
+        };
     }
-    let secs = ms / 1000;
+    let secs = nanos / NANOS_PER_SEC;
     let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
     let mut out = String::new();
     if h > 0 {
@@ -304,7 +346,7 @@ mod tests {
 
     #[test]
     fn durations_reject_missing_or_unknown_units() {
-        for bad in ["", "s", "10x", "1d", "ms10", "-1s", "1.2.3s"] {
+        for bad in ["", "s", "10x", "1d", "ms10", "-1s", "1.2.3s", ".s", "1..5s"] {
             assert!(parse_duration(bad).is_err(), "{bad} should fail");
         }
     }
@@ -317,6 +359,15 @@ mod tests {
             let d = Duration::from_millis(d);
             assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
+        for d in [
+            Duration::from_nanos(1_500),
+            Duration::new(1, 500_000),
+            MAX_DURATION,
+        ] {
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{d:?}");
+        }
+        assert_eq!(format_duration(Duration::from_nanos(1_500_000)), "1.5ms");
+        assert_eq!(format_duration(Duration::from_millis(1_500)), "1500ms");
     }
 
     #[test]
