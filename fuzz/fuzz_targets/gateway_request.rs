@@ -35,7 +35,14 @@ fuzz_target!(|data: &[u8]| {
     }
     let client = Some(std::net::IpAddr::from([127, 0, 0, 1]));
     let sent = invok::gateway::upstream_headers(headers, "fuzz", client);
-    for hop in ["connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"] {
+    for hop in [
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ] {
         assert!(!sent.contains_key(hop), "{hop} was sent on: {sent:?}");
     }
     let xff = sent

@@ -267,7 +267,7 @@ pub fn format_duration(d: Duration) -> String {
     if nanos == 0 {
         return "0s".into();
     }
-    if nanos % NANOS_PER_SEC != 0 {
+    if !nanos.is_multiple_of(NANOS_PER_SEC) {
         let (ms, below) = (nanos / 1_000_000, nanos % 1_000_000);
         return match below {
             0 => format!("{ms}ms"),
