@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: makes Docker answer, builds the demo image, then
 # checks formatting, lints, and runs every test (unit, property, real-Docker integration,
-# doc tests) and builds every example.
+# chaos, doc tests), builds every example, then a 2-minute soak and a bounded fuzz run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +24,11 @@ echo "== soak (2 minutes)"
 # Sawtooth, bursty and steady load on three pools; fails on any failed request. The
 # 30-minute figures in README come from `scripts/soak.sh 30m` on a release build.
 INVOK_BIN="$CARGO_TARGET_DIR/debug/invok" SOAK_PROFILE=debug bash scripts/soak.sh 2m
+echo "== fuzz (20 s per target)"
+# The fuzz targets of fuzz/ (manifest loader, quantities and durations, the gateway's
+# path and headers), each from its corpus for a bounded time; fails on any crash. Builds
+# in its own target directory (libFuzzer's instrumentation), reused between runs.
+bash scripts/fuzz.sh 20
 echo "== kubernetes-validate"
 # The exported CRD and objects of every example, against the API schemas of three
 # Kubernetes versions (strict: unknown fields fail). Uses the binary the tests built.
