@@ -1,8 +1,9 @@
 //! Gateway pick latency: `ObservedStore::pick` (the routing decision made for every
 //! request) with 1, 10, 100 and 1000 ready containers in the pool asked for.
 //!
-//! - `mixed`: the store holds 1000 containers in all, the rest in nine other pools (some
-//!   of them starting or draining), as an operator running several pools does;
+//! - `mixed`: the store holds 1000 containers in all, the rest in 99 other pools (some
+//!   of them starting or draining), as an operator running many pools does: with 10 in
+//!   the pool asked for, that is 1,000 containers in 100 pools;
 //! - `alone`: the store holds only the pool asked for.
 //!
 //! Containers carry mixed samples (idle, healthy, a few overloaded) and a few requests
@@ -26,7 +27,7 @@ use tokio::time::Instant;
 
 const SIZES: [usize; 4] = [1, 10, 100, 1000];
 const TOTAL: usize = 1000;
-const OTHER_POOLS: usize = 9;
+const OTHER_POOLS: usize = 99;
 const POOL: &str = "web";
 
 fn spec() -> EffectiveSpec {

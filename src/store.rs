@@ -10,7 +10,7 @@
 #![deny(clippy::too_many_lines)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -60,6 +60,10 @@ pub struct Observed {
     pub idle_since: Option<Instant>,
     /// Requests in flight through the gateway (shared with the gateway).
     pub in_flight: Arc<AtomicUsize>,
+    /// How long its function last said it keeps an idle connection open (`Keep-Alive:
+    /// timeout=N`, in ms; 0 when it did not say): the gateway reuses connections to it
+    /// only then (shared with the gateway).
+    pub keep_alive_ms: Arc<AtomicU64>,
 }
 
 impl Observed {
@@ -130,12 +134,82 @@ pub struct LoadChange {
     pub to: LoadState,
 }
 
+/// The containers, grouped by pool so that the gateway's pick and a reconcile read only
+/// their own pool's (the cost of a request must not grow with the other pools).
 #[derive(Default)]
 struct Inner {
-    /// id -> container.
-    containers: HashMap<String, Observed>,
+    /// pool -> id -> container.
+    pools: HashMap<String, HashMap<String, Observed>>,
+    /// id -> pool, to find a container by id alone.
+    pool_of: HashMap<String, String>,
     /// Removed ids and when.
     tombstones: HashMap<String, Instant>,
+}
+
+impl Inner {
+    fn get(&self, id: &str) -> Option<&Observed> {
+        self.pools.get(self.pool_of.get(id)?)?.get(id)
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut Observed> {
+        let pool = self.pool_of.get(id)?;
+        self.pools.get_mut(pool)?.get_mut(id)
+    }
+
+    /// Adds or replaces a container (under its pool as its labels say).
+    fn insert(&mut self, o: Observed) {
+        let id = o.info.id.clone();
+        if self.pool_of.get(&id) != Some(&o.info.pool) {
+            self.remove(&id);
+            self.pool_of.insert(id.clone(), o.info.pool.clone());
+        }
+        self.pools
+            .entry(o.info.pool.clone())
+            .or_default()
+            .insert(id, o);
+    }
+
+    fn remove(&mut self, id: &str) -> Option<Observed> {
+        let pool = self.pool_of.remove(id)?;
+        let containers = self.pools.get_mut(&pool)?;
+        let o = containers.remove(id);
+        if containers.is_empty() {
+            self.pools.remove(&pool);
+        }
+        o
+    }
+
+    fn of_pool<'a>(&'a self, pool: &str) -> impl Iterator<Item = &'a Observed> + 'a {
+        self.pools.get(pool).into_iter().flat_map(HashMap::values)
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Observed> {
+        self.pools.values().flat_map(HashMap::values)
+    }
+
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut Observed> {
+        self.pools.values_mut().flat_map(HashMap::values_mut)
+    }
+
+    fn len(&self) -> usize {
+        self.pool_of.len()
+    }
+
+    /// Drops the containers a list taken at `listed_at` did not have (except those first
+    /// seen after it); returns their pools.
+    fn forget_unlisted(&mut self, listed: &BTreeSet<String>, listed_at: Instant) -> Vec<String> {
+        let gone: Vec<(String, String)> = self
+            .all()
+            .filter(|o| !listed.contains(&o.info.id) && o.first_seen <= listed_at)
+            .map(|o| (o.info.id.clone(), o.info.pool.clone()))
+            .collect();
+        gone.into_iter()
+            .map(|(id, pool)| {
+                self.remove(&id);
+                pool
+            })
+            .collect()
+    }
 }
 
 /// Shared, cheaply readable state of this instance's containers.
@@ -162,6 +236,8 @@ pub struct Route {
     pub port: u16,
     /// Its in-flight counter, already incremented for this request.
     pub in_flight: Arc<AtomicUsize>,
+    /// How long its function keeps an idle connection, as it last said (ms; 0: unsaid).
+    pub keep_alive_ms: Arc<AtomicU64>,
 }
 
 impl ObservedStore {
@@ -190,18 +266,13 @@ impl ObservedStore {
             .retain(|_, t| now.saturating_duration_since(*t) < TOMBSTONE_TTL);
         let listed: BTreeSet<String> = list.iter().map(|c| c.id.clone()).collect();
         let inner = &mut *inner;
-        inner.containers.retain(|id, o| {
-            let keep = listed.contains(id) || o.first_seen > listed_at;
-            if !keep {
-                changed.insert(o.info.pool.clone());
-            }
-            keep
-        });
+        changed.extend(inner.forget_unlisted(&listed, listed_at));
         for info in list {
             if inner.tombstones.contains_key(&info.id) {
                 continue;
             }
-            match inner.containers.get_mut(&info.id) {
+            let mut relocated = None;
+            match inner.get_mut(&info.id) {
                 // The store knows something as new as this list or newer (a create that
                 // returned, a later list): a list that arrives late must not bring the past
                 // back. On a tie the store's own record wins; the next list settles it.
@@ -217,17 +288,28 @@ impl ObservedStore {
                             o.unready_since = Some(now);
                         }
                     }
-                    o.info = info;
+                    if o.info.pool == info.pool {
+                        o.info = info;
+                    } else {
+                        // Pool labels do not change on a container; if one did, file it
+                        // under its new pool rather than lose track of it.
+                        let mut moved = o.clone();
+                        moved.info = info;
+                        relocated = Some(moved);
+                    }
                 }
                 None => {
                     changed.insert(info.pool.clone());
                     let mut o = fresh(info, now);
                     o.info_at = listed_at;
-                    inner.containers.insert(o.info.id.clone(), o);
+                    inner.insert(o);
                 }
             }
+            if let Some(o) = relocated {
+                inner.insert(o);
+            }
         }
-        for o in inner.containers.values_mut() {
+        for o in inner.all_mut() {
             // Created and never started: a create whose start never came (an operator
             // killed in between). It would never start by itself; replace it.
             if o.info.state == RunState::Created
@@ -254,28 +336,24 @@ impl ObservedStore {
     /// Adds a container, or refreshes what Docker says about one already known.
     pub fn upsert(&self, info: ContainerInfo) {
         let mut inner = self.write();
-        match inner.containers.get_mut(&info.id) {
-            Some(o) => {
+        let o = match inner.get(&info.id) {
+            Some(known) => {
+                let mut o = known.clone();
                 o.info = info;
                 o.info_at = Instant::now();
                 if o.failed_at.is_none() && o.phase() == Phase::Failed {
                     o.failed_at = Some(Instant::now());
                 }
+                o
             }
-            None => {
-                inner
-                    .containers
-                    .insert(info.id.clone(), fresh(info, Instant::now()));
-            }
-        }
+            None => fresh(info, Instant::now()),
+        };
+        inner.insert(o);
     }
 
     /// Records a container this operator just created.
     pub fn insert_created(&self, info: ContainerInfo) {
-        let mut inner = self.write();
-        inner
-            .containers
-            .insert(info.id.clone(), fresh(info, Instant::now()));
+        self.write().insert(fresh(info, Instant::now()));
     }
 
     /// Takes a container out of routing before it is stopped, for `reason` (kept from
@@ -283,7 +361,7 @@ impl ObservedStore {
     /// from now on only go down: a pick holds the read lock, and this the write lock.
     pub fn mark_draining(&self, id: &str, reason: RemoveReason) -> Option<(Drain, usize)> {
         let mut inner = self.write();
-        let o = inner.containers.get_mut(id)?;
+        let o = inner.get_mut(id)?;
         let drain = *o.draining.get_or_insert(Drain {
             since: Instant::now(),
             reason,
@@ -294,13 +372,13 @@ impl ObservedStore {
     /// Forgets a removed container, and ignores it in lists taken before the removal.
     pub fn remove(&self, id: &str) {
         let mut inner = self.write();
-        inner.containers.remove(id);
+        inner.remove(id);
         inner.tombstones.insert(id.to_string(), Instant::now());
     }
 
     /// Marks a container ready (its probe passed). Returns false if it is gone.
     pub fn mark_ready(&self, id: &str) -> bool {
-        let found = match self.write().containers.get_mut(id) {
+        let found = match self.write().get_mut(id) {
             Some(o) => {
                 let now = Instant::now();
                 o.ready_at.get_or_insert(now);
@@ -320,7 +398,7 @@ impl ObservedStore {
     /// Takes a ready container out of routing until its probe passes again (the gateway
     /// could not reach it). Returns false if it is gone.
     pub fn mark_unready(&self, id: &str) -> bool {
-        match self.write().containers.get_mut(id) {
+        match self.write().get_mut(id) {
             Some(o) => {
                 if o.ready_at.take().is_some() {
                     o.unready_since = Some(Instant::now());
@@ -337,7 +415,7 @@ impl ObservedStore {
     /// The gateway could not reach a ready container: route to it only as a last resort
     /// until its probe says more. Returns false if it is gone.
     pub fn mark_suspect(&self, id: &str) -> bool {
-        match self.write().containers.get_mut(id) {
+        match self.write().get_mut(id) {
             Some(o) => {
                 o.suspect = o.ready_at.is_some();
                 true
@@ -364,13 +442,8 @@ impl ObservedStore {
         // picks wait for each other here; readers of the store do not.
         let _one_at_a_time = self.picking.lock().unwrap_or_else(|e| e.into_inner());
         let (o, port) = inner
-            .containers
-            .values()
-            .filter(|o| {
-                o.info.pool == pool
-                    && o.phase() == Phase::Ready
-                    && Some(o.info.id.as_str()) != avoid
-            })
+            .of_pool(pool)
+            .filter(|o| o.phase() == Phase::Ready && Some(o.info.id.as_str()) != avoid)
             .filter_map(|o| o.info.host_port.map(|port| (o, port)))
             .min_by(|(a, _), (b, _)| {
                 route_key(a)
@@ -383,13 +456,14 @@ impl ObservedStore {
             name: o.info.name.clone(),
             port,
             in_flight: o.in_flight.clone(),
+            keep_alive_ms: o.keep_alive_ms.clone(),
         })
     }
 
     /// Marks a container failed: it never became ready, or it stopped answering, or the
     /// gateway could not reach it. It leaves routing at once and is replaced.
     pub fn mark_failed(&self, id: &str) {
-        if let Some(o) = self.write().containers.get_mut(id) {
+        if let Some(o) = self.write().get_mut(id) {
             o.failed = true;
             o.failed_at.get_or_insert_with(Instant::now);
         }
@@ -404,7 +478,7 @@ impl ObservedStore {
         now: Instant,
     ) -> Option<LoadChange> {
         let mut inner = self.write();
-        let o = inner.containers.get_mut(id)?;
+        let o = inner.get_mut(id)?;
         o.usage = Some(usage);
         // Starting containers have no load state: they are none of the seed's three.
         o.ready_at?;
@@ -425,18 +499,12 @@ impl ObservedStore {
 
     /// One container by id.
     pub fn get(&self, id: &str) -> Option<Observed> {
-        self.read().containers.get(id).cloned()
+        self.read().get(id).cloned()
     }
 
     /// The containers of one pool, oldest first.
     pub fn pool(&self, pool: &str) -> Vec<Observed> {
-        let mut v: Vec<Observed> = self
-            .read()
-            .containers
-            .values()
-            .filter(|o| o.info.pool == pool)
-            .cloned()
-            .collect();
+        let mut v: Vec<Observed> = self.read().of_pool(pool).cloned().collect();
         v.sort_by(|a, b| {
             a.info
                 .created
@@ -453,18 +521,13 @@ impl ObservedStore {
 
     /// Every pool that has containers.
     pub fn pools(&self) -> BTreeSet<String> {
-        self.read()
-            .containers
-            .values()
-            .map(|o| o.info.pool.clone())
-            .collect()
+        self.read().pools.keys().cloned().collect()
     }
 
     /// All running containers (for the sampler): id -> (pool, name).
     pub fn running(&self) -> BTreeMap<String, (String, String)> {
         self.read()
-            .containers
-            .values()
+            .all()
             .filter(|o| o.info.state == RunState::Running)
             .map(|o| {
                 (
@@ -477,7 +540,7 @@ impl ObservedStore {
 
     /// How many containers the store holds.
     pub fn len(&self) -> usize {
-        self.read().containers.len()
+        self.read().len()
     }
 
     /// True when the store holds no container.
@@ -513,6 +576,7 @@ fn fresh(info: ContainerInfo, now: Instant) -> Observed {
         load: None,
         idle_since: None,
         in_flight: Arc::new(AtomicUsize::new(0)),
+        keep_alive_ms: Arc::new(AtomicU64::new(0)),
     }
 }
 
@@ -999,5 +1063,71 @@ mod tests {
             Instant::now(),
         );
         assert_eq!(s.get("a").unwrap().phase(), Phase::Failed);
+    }
+
+    /// One step of [`the_pool_index_always_matches_the_containers`].
+    #[derive(Clone, Debug)]
+    enum Op {
+        List(Vec<(u8, u8)>),
+        Upsert(u8, u8),
+        Created(u8, u8),
+        Remove(u8),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        // Few ids and pools, so ops meet the same containers (and a container's pool
+        // label changes now and then, which Docker never does but a store must survive).
+        let c = (0u8..6, 0u8..3);
+        prop_oneof![
+            proptest::collection::vec(c.clone(), 0..6).prop_map(Op::List),
+            c.clone().prop_map(|(i, p)| Op::Upsert(i, p)),
+            c.prop_map(|(i, p)| Op::Created(i, p)),
+            (0u8..6).prop_map(Op::Remove),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever happens, each pool's view (`pool`, `pick`, `pools`) holds exactly the
+        /// containers whose label names it, and every container is found by id.
+        #[test]
+        fn the_pool_index_always_matches_the_containers(ops in proptest::collection::vec(op(), 0..40)) {
+            let s = ObservedStore::new();
+            for op in ops {
+                match op {
+                    Op::List(cs) => {
+                        let list = cs
+                            .iter()
+                            .map(|(i, p)| info(&format!("p{p}"), &format!("c{i}"), RunState::Running, Some(40000 + u16::from(*i))))
+                            .collect::<Vec<_>>();
+                        // An id listed twice keeps its first entry (a tie is no news).
+                        s.apply_list(list, Instant::now());
+                    }
+                    Op::Upsert(i, p) => s.upsert(info(&format!("p{p}"), &format!("c{i}"), RunState::Running, Some(40000 + u16::from(i)))),
+                    Op::Created(i, p) => s.insert_created(info(&format!("p{p}"), &format!("c{i}"), RunState::Running, Some(40000 + u16::from(i)))),
+                    Op::Remove(i) => s.remove(&format!("c{i}")),
+                }
+                let inner = s.read();
+                let mut seen = 0;
+                for (pool, containers) in &inner.pools {
+                    proptest::prop_assert!(!containers.is_empty(), "empty pool {pool} kept");
+                    for (id, o) in containers {
+                        proptest::prop_assert_eq!(&o.info.pool, pool);
+                        proptest::prop_assert_eq!(&o.info.id, id);
+                        proptest::prop_assert_eq!(inner.pool_of.get(id), Some(pool));
+                        seen += 1;
+                    }
+                }
+                proptest::prop_assert_eq!(seen, inner.pool_of.len());
+                drop(inner);
+                for p in 0..3 {
+                    let pool = format!("p{p}");
+                    for o in s.pool(&pool) {
+                        proptest::prop_assert_eq!(&o.info.pool, &pool);
+                        proptest::prop_assert!(s.get(&o.info.id).is_some());
+                    }
+                }
+            }
+        }
     }
 }
