@@ -611,3 +611,70 @@ fn a_post_whose_container_dies_is_a_502_and_is_never_sent_again() {
         "a connection that was made is never a refusal"
     );
 }
+
+/// Sends `method /function/{pool}/` with a fresh client connection and returns the
+/// status and the container's `X-Connection-Requests` (how many requests the gateway's
+/// connection to it has carried).
+fn connection_requests(port: u16, method: &str, pool: &str) -> (u16, Option<u64>) {
+    let (status, headers, _) = request(port, method, &format!("/function/{pool}/"), &[], b"");
+    let n = headers
+        .get("x-connection-requests")
+        .and_then(|v| v.parse().ok());
+    (status, n)
+}
+
+#[test]
+fn connections_are_kept_alive_to_a_function_that_says_how_long_it_keeps_them() {
+    require_fast_image();
+    // fast-fn answers with `Keep-Alive: timeout=5`.
+    let yaml = pool_yaml("fast", 1, 1, "").replace(IMAGE, FAST_IMAGE);
+    let op = Operator::start("gw-keepalive", &[("fast.yaml", yaml)]);
+    op.wait_converged("fast", 1, T);
+    let port = op.gateway_port;
+    for method in ["GET", "POST", "PUT", "DELETE", "HEAD"] {
+        // Sequential requests: the gateway's connection to the container carries several.
+        let carried: Vec<Option<u64>> = (0..6)
+            .map(|_| {
+                let (status, n) = connection_requests(port, method, "fast");
+                assert_eq!(status, 200, "{method}");
+                n
+            })
+            .collect();
+        assert!(
+            carried.iter().any(|n| n.unwrap_or(0) >= 2),
+            "no {method} travelled on a kept-alive connection: {carried:?}"
+        );
+    }
+}
+
+#[test]
+fn a_function_that_closes_connections_unannounced_gets_a_new_one_per_request() {
+    // Answers the first request of each connection as HTTP/1.1 (kept alive by default,
+    // no `Keep-Alive: timeout`), then closes the connection as the next request arrives,
+    // without answering it: the race a reused connection can lose (busybox httpd after
+    // a CGI answer, Node at its idle timeout), made certain. A request lost that way
+    // could not be sent again; so the gateway never reuses such a connection.
+    let script = r#"read -r l; while read -r h; do [ ${#h} -le 1 ] && break; done; printf 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n'; read -r next"#;
+    let yaml = pool_yaml(
+        "closer",
+        1,
+        1,
+        &format!(
+            "  command: [\"nc\", \"-ll\", \"-p\", \"8080\", \"-e\", \"sh\", \"-c\", {}]\n",
+            serde_json::to_string(script).unwrap()
+        ),
+    );
+    let op = Operator::start("gw-stale", &[("closer.yaml", yaml)]);
+    op.wait_converged("closer", 1, T);
+    for i in 0..10 {
+        let method = if i % 2 == 0 { "GET" } else { "POST" };
+        let (status, _, body) = request(op.gateway_port, method, "/function/closer/", &[], b"");
+        assert_eq!(
+            (status, body.as_slice()),
+            (200, b"ok\n".as_slice()),
+            "{method} {i}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    assert_eq!(op.ready("closer"), 1);
+}

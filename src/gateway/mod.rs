@@ -27,12 +27,16 @@
 //!
 //! Errors carry a JSON body `{"error": ...}`. A request is sent again (to another ready
 //! container) only when it provably never reached one: the connection was refused.
+//! Connections to a container are kept alive only when its function says how long it
+//! keeps them (`Keep-Alive: timeout=N`; see `upstream.rs`), so that none closes under a
+//! request that could then not be sent again.
 
 mod body;
 mod forwarding;
 mod upstream;
 
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,7 +105,7 @@ struct Gateway<R> {
 pub fn router<R: Runtime>(shared: Arc<Shared<R>>, config: GatewayConfig) -> Router {
     let gw = Arc::new(Gateway {
         shared,
-        upstream: upstream::client(config.connect_timeout),
+        upstream: Upstream::new(config.connect_timeout),
         held: Arc::new(Semaphore::new(config.max_in_flight)),
         config,
     });
@@ -244,33 +248,12 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, target: &Target<'_>, req: Request)
     let headers = upstream_headers(parts.headers, pool, client);
     let mut avoid: Option<String> = None;
     loop {
-        let route = match avoid.as_deref() {
-            // A resend goes to another container, now or not at all.
-            Some(failed) => match gw.shared.store.pick(pool, Some(failed)) {
-                Some(r) => r,
-                None => {
-                    return error(
-                        StatusCode::BAD_GATEWAY,
-                        format!(
-                            "a container of {pool:?} refused the connection and no other is ready"
-                        ),
-                    )
-                }
-            },
-            None => match acquire(gw, pool).await {
-                Some(route) => route,
-                None => {
-                    return error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        format!(
-                            "no container of {pool:?} became ready within {:?}",
-                            gw.config.cold_start_timeout
-                        ),
-                    )
-                }
-            },
+        let route = match pick_route(gw, pool, avoid.as_deref()).await {
+            Ok(route) => route,
+            Err(response) => return response,
         };
         let in_flight = InFlight(route.in_flight.clone());
+        let keep_alive = Duration::from_millis(route.keep_alive_ms.load(Ordering::Relaxed));
         let uri: Uri =
             match format!("http://127.0.0.1:{}{}", route.port, target.path_and_query).parse() {
                 Ok(u) => u,
@@ -281,9 +264,16 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, target: &Target<'_>, req: Request)
         *upstream.method_mut() = parts.method.clone();
         *upstream.uri_mut() = uri;
         *upstream.headers_mut() = headers.clone();
-        let e = match tokio::time::timeout_at(deadline, gw.upstream.request(upstream)).await {
+        let e = match tokio::time::timeout_at(deadline, gw.upstream.send(upstream, keep_alive))
+            .await
+        {
             Ok(Ok(resp)) => {
                 let (mut rparts, rbody) = resp.into_parts();
+                let said = upstream::advertised_keep_alive(&rparts.headers);
+                route.keep_alive_ms.store(
+                    said.as_millis().try_into().unwrap_or(u64::MAX),
+                    Ordering::Relaxed,
+                );
                 strip_hop_by_hop(&mut rparts.headers);
                 if let Ok(v) = HeaderValue::from_str(&route.name) {
                     rparts.headers.insert(CONTAINER_HEADER, v);
@@ -328,6 +318,32 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, target: &Target<'_>, req: Request)
             StatusCode::BAD_GATEWAY,
             format!("container {} of {pool:?} failed: {}", route.name, chain(&e)),
         );
+    }
+}
+
+/// The container a request goes to: any ready one of `pool` (waiting for one if there is
+/// none), or, for a resend after `avoid` refused the connection, another one now.
+async fn pick_route<R: Runtime>(
+    gw: &Gateway<R>,
+    pool: &str,
+    avoid: Option<&str>,
+) -> Result<Route, Response> {
+    match avoid {
+        Some(failed) => gw.shared.store.pick(pool, Some(failed)).ok_or_else(|| {
+            error(
+                StatusCode::BAD_GATEWAY,
+                format!("a container of {pool:?} refused the connection and no other is ready"),
+            )
+        }),
+        None => acquire(gw, pool).await.ok_or_else(|| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "no container of {pool:?} became ready within {:?}",
+                    gw.config.cold_start_timeout
+                ),
+            )
+        }),
     }
 }
 

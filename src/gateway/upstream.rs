@@ -1,30 +1,136 @@
-//! The gateway's HTTP client towards containers: a new connection per request.
+//! The gateway's HTTP client towards containers, and when it keeps connections alive.
 //!
-//! Reusing a kept-alive connection would save a loopback connect (tens of µs), but a
-//! server may close an idle connection just as a request goes out on it (busybox httpd
-//! closes after every CGI answer without saying so, measured at under a millisecond
-//! after the answer; Node closes after 5 s idle). Such a request may or may not have
-//! reached the function, so it could not be sent again: a 502 for nothing. A fresh
-//! connection fails only on a refusal (provably unsent: resent elsewhere) or a real
-//! fault of the container.
+//! A kept-alive connection saves a loopback connect per request, and through Docker's
+//! userland proxy a second one behind it. Its risk is the race every HTTP/1.1 client
+//! knows: a server may close an idle connection just as a request goes out on it
+//! (busybox httpd closes after every CGI answer without saying so). Such a request fails
+//! before any answer, and whether the function saw it is unknown: it could not be sent
+//! again, since the gateway resends only what provably never reached a container. So
+//! the gateway keeps a connection to a container only when its function said how long
+//! it keeps idle connections open (`Keep-Alive: timeout=N`, as Node and Apache say),
+//! and reuses it only while it has been idle well within that: at most [`IDLE_TIMEOUT`],
+//! and only when `N` is at least [`IDLE_TIMEOUT`] + [`MARGIN`] (undici, Node's HTTP
+//! client, subtracts the same margin from the server's hint). A function that does not
+//! say gets a new connection per request, which fails only on a refusal (provably
+//! unsent: resent elsewhere) or a real fault of the container (a 502, never a replay).
 
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::{Client, ResponseFuture};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-/// The client the gateway sends every request to a container with.
-pub type Upstream = Client<HttpConnector, Body>;
+/// How long an idle connection to a container is kept.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Time allowed for the server's idle clock and the gateway's to disagree (the server's
+/// starts when it wrote its answer, before the gateway has read it).
+pub const MARGIN: Duration = Duration::from_secs(1);
+/// Idle connections kept per container (beyond them, a connection closes after use).
+pub const MAX_IDLE_PER_CONTAINER: usize = 32;
 
-/// A client that gives up connecting after `connect_timeout` and keeps no connection
-/// idle.
-pub fn client(connect_timeout: Duration) -> Upstream {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(0)
-        .build(connector)
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+/// The clients the gateway sends requests to containers with.
+pub struct Upstream {
+    /// A new connection per request.
+    fresh: Client<HttpConnector, Body>,
+    /// Kept-alive connections, for containers that said how long they keep them.
+    kept: Client<HttpConnector, Body>,
+}
+
+impl Upstream {
+    /// Clients that give up connecting after `connect_timeout`.
+    pub fn new(connect_timeout: Duration) -> Upstream {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        Upstream {
+            fresh: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build(connector.clone()),
+            kept: Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_idle_timeout(IDLE_TIMEOUT)
+                .pool_max_idle_per_host(MAX_IDLE_PER_CONTAINER)
+                .build(connector),
+        }
+    }
+
+    /// Sends `req` to a container whose function last said it keeps idle connections
+    /// `keep_alive` long: on a kept-alive connection when that is long enough, else on a
+    /// new one.
+    pub fn send(&self, req: hyper::Request<Body>, keep_alive: Duration) -> ResponseFuture {
+        if keep_alive >= IDLE_TIMEOUT + MARGIN {
+            self.kept.request(req)
+        } else {
+            self.fresh.request(req)
+        }
+    }
+}
+
+/// How long an answer's `Keep-Alive: timeout=N[, max=M]` header says its server keeps an
+/// idle connection; zero when it does not say, or says `Connection: close`.
+pub fn advertised_keep_alive(headers: &HeaderMap) -> Duration {
+    let closes = headers
+        .get_all(axum::http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("close"));
+    if closes {
+        return Duration::ZERO;
+    }
+    headers
+        .get_all(&KEEP_ALIVE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("timeout"))
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::ZERO)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn the_keep_alive_timeout_is_read_from_the_answer() {
+        let secs = |pairs: &[(&str, &str)]| advertised_keep_alive(&headers(pairs)).as_secs();
+        assert_eq!(secs(&[("keep-alive", "timeout=5")]), 5);
+        assert_eq!(secs(&[("Keep-Alive", "max=100, Timeout = 15")]), 15);
+        assert_eq!(
+            secs(&[("keep-alive", "timeout=5"), ("connection", "keep-alive")]),
+            5
+        );
+        // Not said, said badly, or contradicted: no reuse.
+        assert_eq!(secs(&[]), 0);
+        assert_eq!(secs(&[("connection", "keep-alive")]), 0);
+        assert_eq!(secs(&[("keep-alive", "timeout=soon")]), 0);
+        assert_eq!(secs(&[("keep-alive", "timeout=-1")]), 0);
+        assert_eq!(secs(&[("keep-alive", "max=5")]), 0);
+        assert_eq!(
+            secs(&[
+                ("keep-alive", "timeout=5"),
+                ("connection", "Upgrade, close")
+            ]),
+            0
+        );
+    }
 }

@@ -59,6 +59,32 @@ pub fn require_docker() {
     }
 }
 
+/// The fast responder image (`scripts/fast-fn`; its answers say in
+/// `X-Connection-Requests` how many requests their connection carried), built once.
+pub const FAST_IMAGE: &str = "invok/fast-fn:latest";
+
+/// Builds [`FAST_IMAGE`] once per test binary (fails the test when it cannot).
+pub fn require_fast_image() {
+    require_docker();
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = BUILT.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-fast-image.sh"))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "build-fast-image.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
 /// A unique, valid instance name.
 pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
