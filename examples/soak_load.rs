@@ -3,7 +3,8 @@
 //! Sends sawtooth, bursty and steady traffic through the gateway to the pools `saw`,
 //! `burst` and `steady` for a duration, samples the operator's RSS and open file
 //! descriptors, and at the end reads the operator's log for scale events and flaps (a
-//! scale-down undone by a scale-up of the same pool within one cooldown). Prints a
+//! scale-down undone by a scale-up of the same pool within one cooldown, with no more
+//! load offered at the scale-up than at the scale-down). Prints a
 //! report; exits 1 when any request failed (any answer other than the function's own,
 //! a documented 503 or 504) or the operator died.
 //!
@@ -38,7 +39,7 @@ struct Load {
     shape: Shape,
 }
 
-/// A 120 s sawtooth: ramps from 0 to 12 workers over 90 s, then 30 s of nothing.
+/// A 120 s sawtooth: ramps from 1 to 12 workers over 90 s, then 30 s of nothing.
 fn sawtooth(t: f64) -> usize {
     let phase = t % 120.0;
     if phase < 90.0 {
@@ -179,18 +180,35 @@ fn scale_events(log: &str) -> BTreeMap<String, Vec<(f64, bool)>> {
     events
 }
 
-/// Scale-downs undone by a scale-up within `cooldown`.
-fn flaps(events: &[(f64, bool)], cooldown: f64) -> usize {
-    events
-        .iter()
-        .enumerate()
-        .filter(|(i, (t, up))| {
-            !up && events[i + 1..]
-                .iter()
-                .find(|(_, up)| *up)
-                .is_some_and(|(t2, _)| (t2 - t).rem_euclid(86_400.0) < cooldown)
-        })
-        .count()
+/// Scale-downs undone by a scale-up within `cooldown`, and among them the flaps: those
+/// where the load offered at the scale-up (`offered`, by log time) was no higher than at
+/// the scale-down. A pool scaled down after its load stopped and up again when load came
+/// back followed the load; one scaled down and back up under the same load flapped.
+fn undone(events: &[(f64, bool)], cooldown: f64, offered: impl Fn(f64) -> usize) -> (usize, usize) {
+    let (mut undone, mut flaps) = (0, 0);
+    for (i, (t, up)) in events.iter().enumerate() {
+        if *up {
+            continue;
+        }
+        let Some((t2, _)) = events[i + 1..].iter().find(|(_, up)| *up) else {
+            continue;
+        };
+        if (t2 - t).rem_euclid(86_400.0) < cooldown {
+            undone += 1;
+            if offered(*t2) <= offered(*t) {
+                flaps += 1;
+            }
+        }
+    }
+    (undone, flaps)
+}
+
+/// Seconds since midnight UTC now (the operator's log times are UTC).
+fn time_of_day() -> f64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    since_epoch.as_secs_f64().rem_euclid(86_400.0)
 }
 
 fn main() {
@@ -209,6 +227,7 @@ fn main() {
         arg(&args, "--cooldown").map_or(30.0, |c| c.parse().expect("--cooldown SECS"));
 
     let start = Instant::now();
+    let start_of_day = time_of_day();
     let stop = Arc::new(AtomicBool::new(false));
     let counts: Arc<Mutex<BTreeMap<(&'static str, u16), u64>>> = Arc::default();
     let mut threads = Vec::new();
@@ -273,10 +292,12 @@ fn main() {
     let events = scale_events(&text);
     for (pool, ev) in &events {
         let ups = ev.iter().filter(|(_, up)| *up).count();
+        let shape = LOADS.iter().find(|l| l.pool == pool).map(|l| l.shape);
+        let offered = |t: f64| shape.map_or(0, |f| f((t - start_of_day).rem_euclid(86_400.0)));
+        let (undone, flaps) = undone(ev, cooldown, offered);
         println!(
-            "  {pool:<7} scale-ups: {ups}, scale-downs: {}, flaps (a scale-down undone within {cooldown} s): {}",
+            "  {pool:<7} scale-ups: {ups}, scale-downs: {}, undone within {cooldown} s: {undone}, flaps (undone with no more load offered): {flaps}",
             ev.len() - ups,
-            flaps(ev, cooldown)
         );
     }
     let growth = match (rss_start, rss_end) {
@@ -314,9 +335,16 @@ mod tests {
             (200.0, false),
             (300.0, true),
         ];
-        assert_eq!(flaps(&ev, 30.0), 1);
-        assert_eq!(flaps(&ev, 101.0), 2);
-        assert_eq!(flaps(&[], 30.0), 0);
+        let steady = |_: f64| 3;
+        assert_eq!(undone(&ev, 30.0, steady), (1, 1));
+        assert_eq!(undone(&ev, 101.0, steady), (2, 2));
+        assert_eq!(undone(&[], 30.0, steady), (0, 0));
+        // Load that stopped and came back: followed, not flapped.
+        let back = |t: f64| if t < 60.0 { 0 } else { 5 };
+        assert_eq!(undone(&ev, 30.0, back), (1, 0));
+        // Load that fell further: the scale-up had no cause.
+        let falling = |t: f64| if t < 60.0 { 5 } else { 2 };
+        assert_eq!(undone(&ev, 30.0, falling), (1, 1));
     }
 
     #[test]

@@ -3,13 +3,15 @@
 # load through the gateway, against three pools, for DURATION (default 30m; `90s`,
 # `2m`, `1h` or seconds). Reports requests answered and failed (any answer other than
 # the function's own, a documented 503 or 504), scale events and flaps per pool (a
-# scale-down undone by a scale-up within one cooldown), and the operator's RSS and open
+# scale-down undone by a scale-up within one cooldown with no more load offered than at
+# the scale-down), and the operator's RSS and open
 # file descriptors after warm-up and at the end. Exits 1 when a request failed or the
 # operator died. CI runs `scripts/soak.sh 2m` on the debug build the tests made
 # (SOAK_PROFILE=debug, INVOK_BIN=target/debug/invok); figures come from release builds.
 #
 # Pools (the demo image):
-#   saw     1..6, targetConcurrency 2   a 120 s sawtooth of 1..13 workers, then 30 s idle
+#   saw     1..6, targetConcurrency 2   a 90 s ramp of 1..12 workers (200 ms sleeps),
+#                                       then 30 s idle
 #   burst   0..4, targetConcurrency 4   16 workers for 4 s every 30 s (from zero, cold)
 #   steady  1..3                        2 workers, always
 source "$(dirname "$0")/bench-lib.sh"

@@ -3,6 +3,7 @@
 //! happened, and [`Outcome`]). The
 //! steps of [`super::reconcile`] hand these to each other, so each step reads alone.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,35 @@ pub(crate) struct Memory {
     pub manifest_error: Option<String>,
     /// Why the last pass wanted its replica count.
     pub desired_reason: Option<Reason>,
+    /// Requests in flight seen by recent passes (see [`note_in_flight`]).
+    pub in_flight_peaks: VecDeque<(Instant, usize)>,
+}
+
+/// Most entries [`note_in_flight`] keeps (it keeps only decreasing counts, so this is
+/// reached only by a long, steady decline).
+const MAX_PEAKS: usize = 256;
+
+/// Records that the pool had `n` requests in flight at `now` and returns the most it had
+/// at any recorded moment of the last `window`. `peaks` holds the window's decreasing
+/// maxima, newest last (a monotonic queue): amortized O(1) a pass.
+pub(crate) fn note_in_flight(
+    peaks: &mut VecDeque<(Instant, usize)>,
+    now: Instant,
+    n: usize,
+    window: Duration,
+) -> usize {
+    while peaks.back().is_some_and(|&(_, m)| m <= n) {
+        peaks.pop_back();
+    }
+    peaks.push_back((now, n));
+    while peaks.len() > MAX_PEAKS
+        || peaks
+            .front()
+            .is_some_and(|&(t, _)| now.saturating_duration_since(t) > window)
+    {
+        peaks.pop_front();
+    }
+    peaks.front().map_or(n, |&(_, m)| m)
 }
 
 /// Desired and observed state of one declared pool, read once at the start of a pass.
@@ -126,11 +156,49 @@ impl Snapshot {
                 .unwrap_or_else(|| scaler::adopted_replicas(&self.spec, &self.views)),
             last_scale_up: self.memory.last_scale_up,
             waiting_requests: self.waiting,
+            recent_peak_in_flight: self.memory.in_flight_peaks.front().map_or(0, |p| p.1),
         }
     }
 
     /// The observed container with this id.
     pub fn container(&self, id: &str) -> Option<&Observed> {
         self.observed.iter().find(|o| o.info.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_in_flight_peak_is_the_most_seen_within_the_window() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let w = Duration::from_secs(30);
+        let mut q = VecDeque::new();
+        assert_eq!(note_in_flight(&mut q, at(0), 5, w), 5);
+        // Dips between a client's requests do not lower it.
+        assert_eq!(note_in_flight(&mut q, at(1), 4, w), 5);
+        assert_eq!(note_in_flight(&mut q, at(2), 0, w), 5);
+        assert_eq!(note_in_flight(&mut q, at(20), 3, w), 5);
+        // Once the 5 is older than the window, the next highest within it counts.
+        assert_eq!(note_in_flight(&mut q, at(31), 1, w), 4);
+        assert_eq!(note_in_flight(&mut q, at(32), 1, w), 3);
+        assert_eq!(note_in_flight(&mut q, at(51), 0, w), 1);
+        assert_eq!(note_in_flight(&mut q, at(63), 0, w), 0);
+        assert_eq!(note_in_flight(&mut q, at(100), 0, w), 0);
+        // A rise replaces what it exceeds.
+        assert_eq!(note_in_flight(&mut q, at(101), 9, w), 9);
+        assert_eq!(q.len(), 1);
+        // A long steady decline stays bounded.
+        for i in 0..10_000u64 {
+            note_in_flight(
+                &mut q,
+                at(102) + Duration::from_micros(i),
+                100_000 - i as usize,
+                w,
+            );
+        }
+        assert!(q.len() <= MAX_PEAKS, "{}", q.len());
     }
 }

@@ -17,6 +17,8 @@ pub(crate) struct PoolState {
     pub replicas: Option<usize>,
     /// When the pool last grew because of load.
     pub last_scale_up: Option<Instant>,
+    /// Recent requests in flight (see [`super::pass::note_in_flight`]).
+    pub in_flight_peaks: std::collections::VecDeque<(Instant, usize)>,
     /// Container crashes since the pool last ran cleanly (CrashLoopBackOff).
     pub failures: u32,
     /// When the last crash was seen.

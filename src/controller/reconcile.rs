@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use super::act;
 use super::backoff::Backoff;
 use super::context::Shared;
-use super::pass::{Decision, Memory, Snapshot};
+use super::pass::{note_in_flight, Decision, Memory, Snapshot};
 use super::record::{self, Failure};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::scaler::{self, Reason, RemoveReason};
@@ -136,6 +136,7 @@ fn observe<R>(ctx: &Shared<R>, pool: &str) -> Observation {
             spec_hash: s.status.spec_hash.clone(),
             manifest_error: s.status.manifest_error.clone(),
             desired_reason: s.status.desired_reason,
+            in_flight_peaks: s.in_flight_peaks.clone(),
         };
         (memory, s.waiting)
     });
@@ -165,7 +166,17 @@ fn decide(s: &Snapshot) -> Decision {
         memory.create_not_before = None;
         memory.spec_hash = Some(spec.spec_hash.clone());
     }
-    let facts = s.facts();
+    let in_flight = s
+        .views
+        .iter()
+        .fold(s.waiting, |n, v| n.saturating_add(v.in_flight));
+    let mut facts = s.facts();
+    facts.recent_peak_in_flight = note_in_flight(
+        &mut memory.in_flight_peaks,
+        now,
+        in_flight,
+        spec.scaling.cooldown_duration,
+    );
     let scale = scaler::decide(spec, &s.views, &facts, now);
     let load_scale_up = scale.replicas > facts.replicas
         && matches!(

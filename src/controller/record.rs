@@ -120,6 +120,7 @@ fn commit<R>(ctx: &Shared<R>, pool: &str, m: &Memory) {
     ctx.pool_state(pool, |s| {
         s.replicas = m.replicas;
         s.last_scale_up = m.last_scale_up;
+        s.in_flight_peaks = m.in_flight_peaks.clone();
         s.failures = m.failures;
         s.last_failure = m.last_failure;
         s.create_not_before = m.create_not_before;

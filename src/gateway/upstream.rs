@@ -13,6 +13,12 @@
 //! client, subtracts the same margin from the server's hint). A function that does not
 //! say gets a new connection per request, which fails only on a refusal (provably
 //! unsent: resent elsewhere) or a real fault of the container (a 502, never a replay).
+//!
+//! One gap remains: the gateway's idle clock for a connection starts when the answer's
+//! body has been read, the server's when it was written. An answer larger than the
+//! socket buffers, streamed to a client slower than the margin, can leave the server's
+//! clock ahead of the gateway's by more than the margin; a function that streams long
+//! answers should say a timeout well above its streaming time.
 
 use std::time::Duration;
 

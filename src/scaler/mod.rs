@@ -107,6 +107,11 @@ pub struct PoolFacts {
     pub last_scale_up: Option<Instant>,
     /// Requests waiting at the gateway for a container of this pool.
     pub waiting_requests: usize,
+    /// The most requests the pool had in flight (and waiting) at any pass during the
+    /// last `cooldownDuration`: with a concurrency target, a scale-down must leave room
+    /// for these, not only for the requests of this instant (as the HPA's scale-down
+    /// stabilization window keeps the highest recent recommendation).
+    pub recent_peak_in_flight: usize,
 }
 
 /// Which signal moved the replica count.
@@ -228,7 +233,7 @@ pub fn decide(
     {
         return decision(replicas, reason, Vec::new(), false);
     }
-    let victims = idle_victims(spec, &pool, replicas, now);
+    let victims = idle_victims(spec, &pool, replicas, facts.recent_peak_in_flight, now);
     if victims.is_empty() {
         return decision(replicas, reason, victims, false);
     }
@@ -332,11 +337,13 @@ fn propose(spec: &EffectiveSpec, pool: &Load<'_>, facts: &PoolFacts) -> (usize, 
 
 /// Ready containers idle for the cooldown that may go, longest idle first: never below
 /// min, and only while the containers that stay would carry the load under the CPU and
-/// memory thresholds (no flapping).
+/// memory thresholds and, with a concurrency target, the requests in flight within it
+/// (no flapping).
 fn idle_victims(
     spec: &EffectiveSpec,
     pool: &Load<'_>,
     replicas: usize,
+    recent_peak_in_flight: usize,
     now: Instant,
 ) -> Vec<String> {
     let s = &spec.scaling;
@@ -380,8 +387,18 @@ fn idle_victims(
             total_in_flight == 0 && total_cpu < s.cooldown_cpu_threshold
         } else {
             let n = remaining_ready as f64;
+            // With a concurrency target, the requests in flight are load too: a function
+            // that waits (on I/O, a sleep) is idle by CPU while it serves, and the count
+            // of one instant dips between a client's requests. Without this,
+            // the CPU rule removed containers that the concurrency rule at once asked
+            // back (the soak's sawtooth: 70 of 75 scale-downs undone within 30 s).
+            let requests_fit = s.target_concurrency.is_none_or(|t| {
+                total_in_flight.max(recent_peak_in_flight)
+                    <= (t as usize).saturating_mul(remaining_ready)
+            });
             total_cpu / n < s.cpu_overload_threshold
                 && total_rss / n < s.memory_overload_threshold as f64
+                && requests_fit
         };
         if !fits {
             break;

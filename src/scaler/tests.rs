@@ -182,7 +182,7 @@ fn no_scale_down_within_the_cooldown_after_a_scale_up() {
     let f = PoolFacts {
         replicas: 2,
         last_scale_up: Some(now - Duration::from_secs(5)),
-        waiting_requests: 0,
+        ..Default::default()
     };
     assert_eq!(decide(&s, &cs, &f, now).replicas, 2);
     let f = PoolFacts {
@@ -229,6 +229,7 @@ fn waiting_requests_start_a_zero_pool_sized_by_target_concurrency() {
         replicas: 0,
         last_scale_up: None,
         waiting_requests: 1,
+        ..Default::default()
     };
     let d = decide(&s, &[], &f, t0());
     assert_eq!((d.replicas, d.reason), (1, Reason::Demand));
@@ -261,6 +262,47 @@ fn target_concurrency_scales_up_before_cpu_does() {
     a.in_flight = 7;
     let d = decide(&s, &[a], &facts(1), t0());
     assert_eq!((d.replicas, d.reason), (4, Reason::Concurrency));
+}
+
+#[test]
+fn containers_idle_by_cpu_but_serving_requests_stay_under_a_concurrency_target() {
+    // Four containers serving slow, CPU-light requests (a function waiting on I/O): all
+    // idle by CPU past the cooldown, 6 requests in flight, a target of 2 per container.
+    let s = spec_with(Scaling {
+        target_concurrency: Some(2),
+        ..Default::default()
+    });
+    let long_ago = t0() - Duration::from_secs(600);
+    let pool = |in_flight: [usize; 4]| -> Vec<ContainerView> {
+        ["a", "b", "c", "d"]
+            .iter()
+            .zip(in_flight)
+            .map(|(id, n)| ContainerView {
+                in_flight: n,
+                ..idle(id, long_ago)
+            })
+            .collect()
+    };
+    // 6 in flight need 3 containers: one of the four may go, not more.
+    let d = decide(&s, &pool([2, 2, 2, 0]), &facts(4), t0());
+    assert_eq!(d.replicas, 3, "{d:?}");
+    // 8 in flight need all four: none goes, though each is idle by CPU.
+    let d = decide(&s, &pool([2, 2, 4, 0]), &facts(4), t0());
+    assert_eq!(d.replicas, 4, "{d:?}");
+    // What is left is then stable: no scale-up asks the removed container back.
+    let d = decide(&s, &pool([2, 2, 2, 0])[..3], &facts(3), t0());
+    assert_eq!(d.replicas, 3, "{d:?}");
+    // A dip of this instant does not count: 7 were in flight a moment ago, within the
+    // cooldown, and 3 containers cannot take 7 under the target.
+    let peak = PoolFacts {
+        recent_peak_in_flight: 7,
+        ..facts(4)
+    };
+    let d = decide(&s, &pool([2, 2, 2, 0]), &peak, t0());
+    assert_eq!(d.replicas, 4, "{d:?}");
+    // Without a target, requests do not hold CPU-idle containers (the seed's rule).
+    let d = decide(&spec(1, 10), &pool([2, 2, 2, 0]), &facts(4), t0());
+    assert_eq!(d.replicas, 3, "{d:?}");
 }
 
 fn view(id: &str, hash: &str, phase: Phase) -> ContainerView {
@@ -443,6 +485,7 @@ fn arb_pool() -> impl Strategy<Value = (EffectiveSpec, Vec<ContainerView>, PoolF
                 replicas,
                 last_scale_up: since_up.map(|s| t0() - Duration::from_secs(s)),
                 waiting_requests: waiting,
+                recent_peak_in_flight: 0,
             };
             (s, cs, f)
         })

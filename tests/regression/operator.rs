@@ -740,3 +740,48 @@ fn a_45_mb_manifest_does_not_grow_the_operator() {
     );
     assert_eq!(running(&op.instance, "web").len(), 1);
 }
+
+/// The soak's sawtooth (slow, CPU-light requests under `targetConcurrency: 2`) saw 70 of
+/// 75 scale-downs undone within the 30 s cooldown: a container idle by CPU and with no
+/// request at that instant was removed although the requests in flight needed it, and
+/// the concurrency rule asked it back at once. Scale-down must leave enough containers
+/// for the requests in flight under the target.
+#[test]
+fn containers_idle_by_cpu_but_needed_by_the_concurrency_target_are_not_scaled_down() {
+    let yaml = scaled(
+        "io",
+        1,
+        6,
+        "    targetConcurrency: 2\n    cooldownDuration: 2s\n",
+    );
+    let op = Operator::start("reg-conc-down", &[("io.yaml", yaml)]);
+    op.wait_converged("io", 1, T);
+    // 5 clients of a function that waits 300 ms and burns next to no CPU: 3 containers
+    // carry them (2 would be over the target), each idle by CPU.
+    let traffic = traffic::Traffic::start(
+        op.gateway_port,
+        "io",
+        "/?sleep=300",
+        5,
+        Duration::from_secs(60),
+    );
+    eventually(T, "the pool has scaled up to 3 ready", || {
+        op.ready("io") >= 3
+    });
+    let downs = || op.logs().matches("Scaled down container").count();
+    let before = downs();
+    // Five cooldowns of steady load: the containers are idle by CPU all along.
+    let reconciles = op.reconciles("io");
+    op.wait_reconciles("io", reconciles + 20);
+    traffic.wait_more(50, T);
+    let history = traffic.stop();
+    assert_eq!(
+        downs(),
+        before,
+        "a container needed by the requests in flight was scaled down:\n{}",
+        op.logs()
+    );
+    assert!(op.ready("io") >= 3, "{}", op.ready("io"));
+    let failed: Vec<_> = history.iter().filter(|s| s.status != 200).collect();
+    assert!(failed.is_empty(), "{:?}", traffic::by_status(&history));
+}
