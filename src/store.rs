@@ -293,6 +293,8 @@ impl ObservedStore {
                     } else {
                         // Pool labels do not change on a container; if one did, file it
                         // under its new pool rather than lose track of it.
+                        changed.insert(o.info.pool.clone());
+                        changed.insert(info.pool.clone());
                         let mut moved = o.clone();
                         moved.info = info;
                         relocated = Some(moved);
@@ -1088,25 +1090,60 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Whatever happens, each pool's view (`pool`, `pick`, `pools`) holds exactly the
+        /// Whatever happens, the store holds exactly the containers a plain model says, each
+        /// pool's view (`pool`, `pools`, `len`) holds exactly the
         /// containers whose label names it, and every container is found by id.
         #[test]
         fn the_pool_index_always_matches_the_containers(ops in proptest::collection::vec(op(), 0..40)) {
             let s = ObservedStore::new();
+            // What the store must hold, id -> pool, kept the simple way.
+            let mut model: BTreeMap<String, String> = BTreeMap::new();
+            let mut removed: HashSet<String> = HashSet::new();
+            let c = |i: u8, p: u8| info(&format!("p{p}"), &format!("c{i}"), RunState::Running, Some(40000 + u16::from(i)));
             for op in ops {
                 match op {
                     Op::List(cs) => {
-                        let list = cs
-                            .iter()
-                            .map(|(i, p)| info(&format!("p{p}"), &format!("c{i}"), RunState::Running, Some(40000 + u16::from(*i))))
-                            .collect::<Vec<_>>();
-                        // An id listed twice keeps its first entry (a tie is no news).
-                        s.apply_list(list, Instant::now());
+                        // A list taken now: it drops what it lacks, and an id listed
+                        // twice keeps its first entry.
+                        s.apply_list(cs.iter().map(|&(i, p)| c(i, p)).collect(), Instant::now());
+                        let mut listed: BTreeMap<String, String> = BTreeMap::new();
+                        for &(i, p) in &cs {
+                            listed.entry(format!("c{i}")).or_insert(format!("p{p}"));
+                        }
+                        // A listed id takes the list's pool, except a removed one, which
+                        // the list cannot bring back (nor move, if upserted since).
+                        model = listed
+                            .into_iter()
+                            .filter_map(|(id, p)| match (removed.contains(&id), model.get(&id)) {
+                                (false, _) => Some((id, p)),
+                                (true, Some(kept)) => Some((id.clone(), kept.clone())),
+                                (true, None) => None,
+                            })
+                            .collect();
                     }
-                    Op::Upsert(i, p) => s.upsert(info(&format!("p{p}"), &format!("c{i}"), RunState::Running, Some(40000 + u16::from(i)))),
-                    Op::Created(i, p) => s.insert_created(info(&format!("p{p}"), &format!("c{i}"), RunState::Running, Some(40000 + u16::from(i)))),
-                    Op::Remove(i) => s.remove(&format!("c{i}")),
+                    Op::Upsert(i, p) | Op::Created(i, p) => {
+                        if matches!(op, Op::Upsert(..)) {
+                            s.upsert(c(i, p));
+                        } else {
+                            s.insert_created(c(i, p));
+                        }
+                        model.insert(format!("c{i}"), format!("p{p}"));
+                    }
+                    Op::Remove(i) => {
+                        s.remove(&format!("c{i}"));
+                        model.remove(&format!("c{i}"));
+                        removed.insert(format!("c{i}"));
+                    }
                 }
+                let held: BTreeMap<String, String> = s
+                    .read()
+                    .all()
+                    .map(|o| (o.info.id.clone(), o.info.pool.clone()))
+                    .collect();
+                proptest::prop_assert_eq!(&held, &model);
+                proptest::prop_assert_eq!(s.len(), model.len());
+                let pools: BTreeSet<String> = model.values().cloned().collect();
+                proptest::prop_assert_eq!(s.pools(), pools);
                 let inner = s.read();
                 let mut seen = 0;
                 for (pool, containers) in &inner.pools {

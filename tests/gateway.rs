@@ -626,10 +626,17 @@ fn connection_requests(port: u16, method: &str, pool: &str) -> (u16, Option<u64>
 #[test]
 fn connections_are_kept_alive_to_a_function_that_says_how_long_it_keeps_them() {
     require_fast_image();
-    // fast-fn answers with `Keep-Alive: timeout=5`.
+    // fast-fn answers with `Keep-Alive: timeout=5`; `short` says 1 s, too short to reuse
+    // safely (the gateway keeps an idle connection up to 1 s, plus a 1 s margin).
     let yaml = pool_yaml("fast", 1, 1, "").replace(IMAGE, FAST_IMAGE);
-    let op = Operator::start("gw-keepalive", &[("fast.yaml", yaml)]);
+    let short =
+        pool_yaml("short", 1, 1, "  command: [\"8080\", \"1\"]\n").replace(IMAGE, FAST_IMAGE);
+    let op = Operator::start(
+        "gw-keepalive",
+        &[("fast.yaml", yaml), ("short.yaml", short)],
+    );
     op.wait_converged("fast", 1, T);
+    op.wait_converged("short", 1, T);
     let port = op.gateway_port;
     for method in ["GET", "POST", "PUT", "DELETE", "HEAD"] {
         // Sequential requests: the gateway's connection to the container carries several.
@@ -645,6 +652,23 @@ fn connections_are_kept_alive_to_a_function_that_says_how_long_it_keeps_them() {
             "no {method} travelled on a kept-alive connection: {carried:?}"
         );
     }
+    // A connection idle for longer than the gateway keeps one is not reused (the time
+    // waited is what is tested here, not a stand-in for a condition).
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "idleness is the input: a blocking test waits it out on the wall clock"
+    )]
+    std::thread::sleep(upstream_idle() + Duration::from_millis(500));
+    assert_eq!(connection_requests(port, "GET", "fast"), (200, Some(1)));
+    // A function that keeps idle connections only 1 s gets a new one every time.
+    for _ in 0..6 {
+        assert_eq!(connection_requests(port, "GET", "short"), (200, Some(1)));
+    }
+}
+
+/// How long the gateway keeps an idle connection to a container.
+fn upstream_idle() -> Duration {
+    invok::gateway::UPSTREAM_IDLE_TIMEOUT
 }
 
 #[test]

@@ -22,6 +22,7 @@ use hyper::body::{Body as _, Frame, Incoming, SizeHint};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
+use super::upstream::KeptConnection;
 use crate::http::Closer;
 
 /// Why a client's body did not arrive whole: the client's doing, never the container's.
@@ -312,10 +313,24 @@ pub struct Guarded {
 impl Guarded {
     /// Streams `inner`, cut off at `deadline`, holding `held` until then; `closer`
     /// ends the client's connection if the answer is still going at the deadline.
-    pub fn new(inner: Incoming, deadline: Instant, held: Held, closer: Option<Closer>) -> Guarded {
+    /// `kept`, the kept-alive connection it streams on, is taken out of reuse if the
+    /// answer is still streaming when that connection gets too old (see
+    /// [`KeptConnection`]).
+    pub fn new(
+        inner: Incoming,
+        deadline: Instant,
+        held: Held,
+        closer: Option<Closer>,
+        kept: Option<KeptConnection>,
+    ) -> Guarded {
         let held = Arc::new(Mutex::new(Some(held)));
         let expired = held.clone();
+        // Ended (dropped) in time, the body aborts this task.
         let timer = tokio::spawn(async move {
+            if let Some(kept) = kept {
+                tokio::time::sleep_until(kept.reusable_until.min(deadline)).await;
+                kept.retire();
+            }
             tokio::time::sleep_until(deadline).await;
             if lock(&expired).take().is_some() {
                 tracing::warn!(

@@ -51,7 +51,8 @@ use tokio::time::Instant;
 
 use self::body::{Guarded, Held, InFlight, Upload};
 pub use self::forwarding::{strip_hop_by_hop, target, upstream_headers, Target};
-use self::upstream::Upstream;
+pub use self::upstream::IDLE_TIMEOUT as UPSTREAM_IDLE_TIMEOUT;
+use self::upstream::{KeptConnection, Upstream};
 use crate::controller::Shared;
 use crate::http::{ClientAddr, Closer, ServeLimits};
 use crate::runtime::Runtime;
@@ -264,9 +265,8 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, target: &Target<'_>, req: Request)
         *upstream.method_mut() = parts.method.clone();
         *upstream.uri_mut() = uri;
         *upstream.headers_mut() = headers.clone();
-        let e = match tokio::time::timeout_at(deadline, gw.upstream.send(upstream, keep_alive))
-            .await
-        {
+        let (sent, capture) = gw.upstream.send(upstream, keep_alive);
+        let e = match tokio::time::timeout_at(deadline, sent).await {
             Ok(Ok(resp)) => {
                 let (mut rparts, rbody) = resp.into_parts();
                 let said = upstream::advertised_keep_alive(&rparts.headers);
@@ -274,12 +274,13 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, target: &Target<'_>, req: Request)
                     said.as_millis().try_into().unwrap_or(u64::MAX),
                     Ordering::Relaxed,
                 );
+                let kept = capture.and_then(|c| KeptConnection::judge(c, said, Instant::now()));
                 strip_hop_by_hop(&mut rparts.headers);
                 if let Ok(v) = HeaderValue::from_str(&route.name) {
                     rparts.headers.insert(CONTAINER_HEADER, v);
                 }
                 let held = Held::new(in_flight, permit);
-                let body = Guarded::new(rbody, deadline, held, closer);
+                let body = Guarded::new(rbody, deadline, held, closer, kept);
                 return Response::from_parts(rparts, Body::new(body));
             }
             Ok(Err(e)) => e,
@@ -300,6 +301,11 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, target: &Target<'_>, req: Request)
             }
         };
         drop(in_flight);
+        if capture.is_some() && !e.is_connect() {
+            // A kept-alive connection failed: the function does not keep its word (or
+            // died). New connections for it until an answer says otherwise again.
+            route.keep_alive_ms.store(0, Ordering::Relaxed);
+        }
         if let Some(failed) = upload.failed() {
             // The client's doing (too much, too slow, broken off): the container is fine.
             tracing::debug!(pool, container = %route.name, "request body failed: {failed}");

@@ -7,26 +7,29 @@
 //! before any answer, and whether the function saw it is unknown: it could not be sent
 //! again, since the gateway resends only what provably never reached a container. So
 //! the gateway keeps a connection to a container only when its function said how long
-//! it keeps idle connections open (`Keep-Alive: timeout=N`, as Node and Apache say),
-//! and reuses it only while it has been idle well within that: at most [`IDLE_TIMEOUT`],
-//! and only when `N` is at least [`IDLE_TIMEOUT`] + [`MARGIN`] (undici, Node's HTTP
-//! client, subtracts the same margin from the server's hint). A function that does not
+//! it keeps idle connections open (`Keep-Alive: timeout=N`, as Node and Apache say) and
+//! N is at least [`IDLE_TIMEOUT`] + [`MARGIN`]; it reuses one only within
+//! [`IDLE_TIMEOUT`] of idleness, and retires it ([`KeptConnection`]) when its answer did
+//! not say so, or was still streaming when the server's clock (which may start when the
+//! answer's head was written) could run out before the gateway's: undici, Node's HTTP
+//! client, likewise subtracts a margin from the server's hint. A function that does not
 //! say gets a new connection per request, which fails only on a refusal (provably
 //! unsent: resent elsewhere) or a real fault of the container (a 502, never a replay).
 //!
-//! One gap remains: the gateway's idle clock for a connection starts when the answer's
-//! body has been read, the server's when it was written. An answer larger than the
-//! socket buffers, streamed to a client slower than the margin, can leave the server's
-//! clock ahead of the gateway's by more than the margin; a function that streams long
-//! answers should say a timeout well above its streaming time.
+//! Left: connections are pooled per `127.0.0.1:port`. A container removed and another
+//! given the same host port within the idle second could, without Docker's userland
+//! proxy (whose exit closes the connection), be sent a request on the old container's
+//! connection; Docker allocates host ports in sequence, so a port comes back only after
+//! the whole range has been used.
 
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName};
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{capture_connection, CaptureConnection, HttpConnector};
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
 
 /// How long an idle connection to a container is kept.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -65,13 +68,58 @@ impl Upstream {
     }
 
     /// Sends `req` to a container whose function last said it keeps idle connections
-    /// `keep_alive` long: on a kept-alive connection when that is long enough, else on a
-    /// new one.
-    pub fn send(&self, req: hyper::Request<Body>, keep_alive: Duration) -> ResponseFuture {
+    /// `keep_alive` long: on a kept-alive connection when that is long enough (then with
+    /// a handle on that connection, to stop its reuse), else on a new one.
+    pub fn send(
+        &self,
+        mut req: hyper::Request<Body>,
+        keep_alive: Duration,
+    ) -> (ResponseFuture, Option<CaptureConnection>) {
         if keep_alive >= IDLE_TIMEOUT + MARGIN {
-            self.kept.request(req)
+            let capture = capture_connection(&mut req);
+            (self.kept.request(req), Some(capture))
         } else {
-            self.fresh.request(req)
+            (self.fresh.request(req), None)
+        }
+    }
+}
+
+/// A kept-alive connection an answer is streaming on, and until when it may go back
+/// into reuse: its server said (on this answer) how long it keeps an idle connection,
+/// and its idle clock may have started as soon as the answer's head was written. If
+/// the answer is still streaming then (a slow client), the connection is never reused.
+pub struct KeptConnection {
+    capture: CaptureConnection,
+    /// When an answer still streaming makes the connection too old to reuse.
+    pub reusable_until: Instant,
+}
+
+impl KeptConnection {
+    /// For an answer whose head arrived at `head_at` on the connection `capture` saw,
+    /// with the server's word `said` (see [`advertised_keep_alive`]). `None`, and the
+    /// connection is never reused, when the server said too little (or nothing: a
+    /// function whose earlier answers said enough may stop saying so).
+    pub fn judge(capture: CaptureConnection, said: Duration, head_at: Instant) -> Option<Self> {
+        let kept = KeptConnection {
+            capture,
+            reusable_until: head_at,
+        };
+        match said.checked_sub(IDLE_TIMEOUT + MARGIN) {
+            Some(left) => Some(KeptConnection {
+                reusable_until: head_at + left,
+                ..kept
+            }),
+            None => {
+                kept.retire();
+                None
+            }
+        }
+    }
+
+    /// Takes the connection out of reuse (it closes once this answer is done).
+    pub fn retire(&self) {
+        if let Some(c) = self.capture.connection_metadata().as_ref() {
+            c.poison();
         }
     }
 }
@@ -114,6 +162,23 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn a_connection_is_reusable_only_within_what_the_server_said_less_the_margins() {
+        let head_at = Instant::now();
+        let capture = || capture_connection(&mut hyper::Request::new(()));
+        for said in [0, 1, 1999] {
+            let said = Duration::from_millis(said);
+            assert!(
+                KeptConnection::judge(capture(), said, head_at).is_none(),
+                "{said:?}"
+            );
+        }
+        let kept = KeptConnection::judge(capture(), Duration::from_secs(5), head_at).unwrap();
+        assert_eq!(kept.reusable_until, head_at + Duration::from_secs(3));
+        let kept = KeptConnection::judge(capture(), Duration::from_secs(2), head_at).unwrap();
+        assert_eq!(kept.reusable_until, head_at);
     }
 
     #[test]

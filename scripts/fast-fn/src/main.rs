@@ -1,40 +1,42 @@
 //! `fast-fn`: answers every HTTP/1.1 request with `200 ok`, keeping connections alive.
 //!
-//! The upstream of Invok's proxy benchmarks (`scripts/bench-proxy.sh`). busybox httpd forks
-//! per request and closes every connection, which caps it near 2,500 requests/s here and
-//! hides what a proxy in front of it costs; this answers from memory on one thread per
-//! connection. Written by hand on std alone (no hyper) so that it builds in seconds,
-//! statically, into a `FROM scratch` image with nothing else in it: it understands just
-//! enough HTTP/1.1 for a benchmark (request heads, `Content-Length` bodies, which it
-//! skips, pipelining, `Connection: close`), not chunked request bodies, which it refuses.
+//! The upstream of Invok's proxy benchmarks (`scripts/bench-proxy.sh`) and of the
+//! gateway's keep-alive tests. busybox httpd forks per request and closes every
+//! connection, which caps it near 2,500 requests/s here and hides what a proxy in front
+//! of it costs; this answers from memory on one thread per connection. Written by hand
+//! on std alone (no hyper) so that it builds in seconds, statically, into a `FROM
+//! scratch` image with nothing else in it: it understands just enough HTTP/1.1 for a
+//! benchmark (request heads, `Content-Length` bodies, which it reads and drops before
+//! answering, pipelining, `Connection: close`), not chunked request bodies, which it
+//! refuses.
 //!
-//! Listens on `0.0.0.0:8080` (or the port given as its one argument). Each answer says
+//! `fast-fn [PORT [KEEP_ALIVE_SECS]]`: listens on `0.0.0.0:PORT` (8080). Each answer says
 //! in `X-Connection-Requests` how many requests its connection has carried, and, as Node
-//! does, `Keep-Alive: timeout=5` (it never closes an idle connection itself).
+//! does, `Keep-Alive: timeout=KEEP_ALIVE_SECS` (5; 0 leaves the header out). It never
+//! closes an idle connection itself.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::OnceLock;
+use std::time::Duration;
 
-/// The answer, with the count of requests served on this connection (so tests can see
-/// whether a client kept its connection alive).
-fn ok(out: &mut Vec<u8>, nth: u64, head_only: bool) {
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nKeep-Alive: timeout=5\r\nX-Connection-Requests: {nth}\r\n\r\nok\n"
-    );
-    // A HEAD answer says the length of the body it does not carry.
-    let head = if head_only {
-        head.trim_end_matches("ok\n")
-    } else {
-        &head
-    };
-    out.extend_from_slice(head.as_bytes());
-}
-const BAD: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 /// The largest request head accepted.
 const MAX_HEAD: usize = 16 * 1024;
+/// What answers say in `Keep-Alive` (empty: nothing).
+static KEEP_ALIVE: OnceLock<String> = OnceLock::new();
 
 fn main() -> io::Result<()> {
-    let port = std::env::args().nth(1).unwrap_or_else(|| "8080".into());
+    let mut args = std::env::args().skip(1);
+    let port = args.next().unwrap_or_else(|| "8080".into());
+    let secs: u64 = args.next().map_or(Ok(5), |s| s.parse()).map_err(|e| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("KEEP_ALIVE_SECS: {e}"))
+    })?;
+    let header = if secs == 0 {
+        String::new()
+    } else {
+        format!("Keep-Alive: timeout={secs}\r\n")
+    };
+    KEEP_ALIVE.get_or_init(|| header);
     let listener = TcpListener::bind(format!("0.0.0.0:{port}"))?;
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
@@ -46,7 +48,22 @@ fn main() -> io::Result<()> {
     Ok(())
 }
 
-/// What one request head says about the connection.
+/// Appends the answer to the `nth` request of a connection.
+fn ok(out: &mut Vec<u8>, nth: u64, head: &Head) {
+    let connection = if head.close {
+        "Connection: close\r\n"
+    } else {
+        KEEP_ALIVE.get().map_or("", String::as_str)
+    };
+    // A HEAD answer says the length of the body it does not carry.
+    let body = if head.head_only { "" } else { "ok\n" };
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n{connection}X-Connection-Requests: {nth}\r\n\r\n{body}"
+    );
+    out.extend_from_slice(answer.as_bytes());
+}
+
+/// What one request head says.
 struct Head {
     /// Bytes of the head, up to and including the blank line.
     len: usize,
@@ -61,7 +78,9 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut buf = vec![0u8; MAX_HEAD];
     let mut filled = 0;
-    // Body bytes of the last request still to be read and dropped.
+    // The request whose body is still being read (answered once it is whole), and how
+    // many of its body bytes are still to come.
+    let mut pending: Option<Head> = None;
     let mut skip = 0usize;
     let mut out = Vec::with_capacity(1024);
     let mut served = 0u64;
@@ -79,22 +98,25 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
             if skip > 0 {
                 break;
             }
+            if let Some(head) = pending.take() {
+                served += 1;
+                ok(&mut out, served, &head);
+                if head.close {
+                    return close(stream, &out);
+                }
+            }
             match parse(&buf[start..filled]) {
                 Ok(Some(head)) => {
                     start += head.len;
                     skip = head.body;
-                    served += 1;
-                    ok(&mut out, served, head.head_only);
-                    if head.close {
-                        stream.write_all(&out)?;
-                        return Ok(());
-                    }
+                    pending = Some(head);
                 }
                 Ok(None) => break,
                 Err(()) => {
-                    out.extend_from_slice(BAD);
-                    stream.write_all(&out)?;
-                    return Ok(());
+                    out.extend_from_slice(
+                        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    return close(stream, &out);
                 }
             }
         }
@@ -105,10 +127,21 @@ fn serve(mut stream: TcpStream) -> io::Result<()> {
         buf.copy_within(start..filled, 0);
         filled -= start;
         if filled == buf.len() {
-            stream.write_all(BAD)?;
-            return Ok(());
+            return close(stream, b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }
     }
+}
+
+/// Sends `last` and closes gracefully: the write side first, then whatever the client
+/// still sends is read and dropped (a close with unread bytes would reset the
+/// connection and could destroy the answer).
+fn close(mut stream: TcpStream, last: &[u8]) -> io::Result<()> {
+    stream.write_all(last)?;
+    stream.shutdown(Shutdown::Write)?;
+    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let mut sink = [0u8; 4096];
+    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    Ok(())
 }
 
 /// Parses one request head at the start of `b`: `None` until it is whole.
@@ -120,7 +153,7 @@ fn parse(b: &[u8]) -> Result<Option<Head>, ()> {
     let mut lines = head.split("\r\n");
     let request = lines.next().ok_or(())?;
     let http10 = request.ends_with("HTTP/1.0");
-    let (mut body, mut close) = (0, http10);
+    let (mut body, mut close, mut keep) = (0, false, false);
     for line in lines {
         let (name, value) = line.split_once(':').ok_or(())?;
         let value = value.trim();
@@ -129,14 +162,16 @@ fn parse(b: &[u8]) -> Result<Option<Head>, ()> {
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(());
         } else if name.eq_ignore_ascii_case("connection") {
-            close = value.eq_ignore_ascii_case("close")
-                || (http10 && !value.eq_ignore_ascii_case("keep-alive"));
+            for token in value.split(',').map(str::trim) {
+                close |= token.eq_ignore_ascii_case("close");
+                keep |= token.eq_ignore_ascii_case("keep-alive");
+            }
         }
     }
     Ok(Some(Head {
         len: end + 4,
         body,
-        close,
+        close: close || (http10 && !keep),
         head_only: request.starts_with("HEAD "),
     }))
 }
