@@ -39,14 +39,7 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-4}
 THREADS=${THREADS:-2}
 
-if ! command -v wrk >/dev/null 2>&1; then
-  log "installing wrk from Debian"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq wrk >/dev/null 2>&1 || {
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq wrk >/dev/null
-  }
-fi
+install_debian wrk wrk
 
 bench_setup gateway
 
@@ -73,15 +66,6 @@ host_port_of() {
   id=$(docker ps -q --filter "label=dev.invok.instance=$INSTANCE" --filter "label=dev.invok.pool=$1")
   [ "$(echo "$id" | wc -w)" = 1 ] || die "pool $1 should have exactly one container: $id"
   docker port "$id" 8080/tcp | sed -n 's/^127\.0\.0\.1://p' | head -n 1
-}
-
-# Converts wrk's 812.00us / 1.23ms / 1.05s to milliseconds.
-to_ms() {
-  awk -v v="$1" 'BEGIN {
-    n = v + 0
-    if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
-    printf "%.3f", n
-  }'
 }
 
 # CPU time (µs, user + system) of the container's processes so far (cgroup v1 or v2).
@@ -113,14 +97,9 @@ run_wrk() {
   p1=$(cpu_ticks "$PROXY_PID")
   c1=$(container_cpu_us "$CID")
   echo "$out" >"$BENCH_TMP/wrk-$label.txt"
-  local rps p50 p99 reqs errs non2xx
-  rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
-  p50=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
-  p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
-  reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
-  errs=$(echo "$out" | awk -F'[ ,]+' '/Socket errors/ { print $4 + $6 + $8 + $10 }')
-  non2xx=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
-  awk -v r="$rps" -v a="$p50" -v b="$p99" -v n="$reqs" -v e="$((${errs:-0} + ${non2xx:-0}))" \
+  local rps p50 p99 reqs errs
+  read -r rps p50 p99 reqs errs < <(wrk_summary "$out")
+  awk -v r="$rps" -v a="$p50" -v b="$p99" -v n="$reqs" -v e="$errs" \
     -v o="$((o1 - o0))" -v p="$((p1 - p0))" -v c="$((c1 - c0))" -v hz="$CLK_TCK" \
     'BEGIN { n = (n > 0) ? n : 1; printf "%s %s %s %d %d %.0f %.0f %.0f\n", r, a, b, n, e, o * 1e6 / hz / n, p * 1e6 / hz / n, c / n }'
 }

@@ -166,19 +166,64 @@ median() {
   printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-# baseline_run N: `docker run -d` of the demo image N times (4 at a time, as the operator
-# creates them) and waits until each published port answers HTTP; prints the elapsed ms.
+# baseline_run N: baseline_up N, then removes those containers; prints the elapsed ms.
 baseline_run() {
-  local n=$1 t0
+  baseline_up "$1"
+  remove_labelled dev.invok.bench "$INSTANCE"
+}
+
+# Converts wrk's 812.00us / 1.23ms / 1.05s to milliseconds.
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0
+    if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
+    printf "%.3f", n
+  }'
+}
+
+# wrk_summary WRK_OUTPUT: prints "requests/s p50_ms p99_ms requests errors" (errors:
+# socket errors plus non-2xx answers) from the output of `wrk --latency`.
+wrk_summary() {
+  local out=$1 rps p50 p99 reqs errs non2xx
+  rps=$(echo "$out" | awk '/^Requests\/sec:/ { print $2 }')
+  p50=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
+  p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
+  reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
+  errs=$(echo "$out" | awk -F'[ ,]+' '/Socket errors/ { print $4 + $6 + $8 + $10 }')
+  non2xx=$(echo "$out" | awk '/Non-2xx/ { print $NF }')
+  echo "$rps $p50 $p99 ${reqs:-0} $((${errs:-0} + ${non2xx:-0}))"
+}
+
+# install_debian COMMAND PACKAGE: installs PACKAGE from Debian unless COMMAND exists,
+# without letting its init script start a service.
+install_debian() {
+  local cmd=$1 pkg=$2 policy=/usr/sbin/policy-rc.d made=
+  command -v "$cmd" >/dev/null 2>&1 && return
+  log "installing $pkg from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  if [ ! -e $policy ]; then
+    printf '#!/bin/sh\nexit 101\n' >$policy && chmod +x $policy && made=1
+  fi
+  apt-get install -y -qq "$pkg" >/dev/null 2>&1 || {
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq "$pkg" >/dev/null
+  }
+  [ -z "$made" ] || rm -f $policy
+}
+
+# baseline_up N: `docker run -d` of the demo image N times, 4 at a time (as the operator
+# creates them), each until its published port answers HTTP; prints the elapsed ms. The
+# containers stay (labelled dev.invok.bench=$INSTANCE).
+baseline_up() {
+  local t0
   t0=$(now_ms)
-  seq 1 "$n" | xargs -P 4 -I{} bash -c '
+  seq 1 "$1" | xargs -P 4 -I{} bash -c '
     id=$(docker run -d --label "dev.invok.bench=$1" -p 127.0.0.1::8080 "$2")
     port=$(docker port "$id" 8080/tcp | sed -n "s/^127\.0\.0\.1://p" | head -n 1)
-    for _ in $(seq 1 1000); do
+    for _ in $(seq 1 3000); do
       curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$port/" && exit 0
       sleep 0.01
     done
-    exit 1' _ "$INSTANCE" "$IMAGE"
+    exit 1' _ "$INSTANCE" "$IMAGE" || die "a baseline container did not answer"
   echo $(($(now_ms) - t0))
-  remove_labelled dev.invok.bench "$INSTANCE"
 }
