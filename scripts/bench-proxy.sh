@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Gateway against the floor (issue 15): one ready container of a fast upstream
+# (invok/fast-fn, scripts/fast-fn: answers from memory, keeps connections alive), reached
+# three ways in the same run:
+#
+#   direct   http://127.0.0.1:HOSTPORT/                the container's published port
+#   nginx    http://127.0.0.1:NGINX/                   Debian's nginx as a reverse proxy,
+#                                                      keep-alive to the container
+#   gateway  http://127.0.0.1:GW/function/fast/        Invok's gateway
+#
+# Throughput: `wrk -t2 -c8` for DURATION seconds each (the issue's 8 connections).
+# Added latency: `wrk -t1 -c1` (one request at a time: a moderate load that leaves the
+# CPU idle between requests) for DURATION seconds each, p50 and p99.
+# Prints each figure, the ratios gateway/direct and gateway/nginx, and the CPU time per
+# request of the proxy process (gateway or nginx workers). Goals: throughput >= 0.95x
+# direct and >= nginx; added latency <= +0.2 ms at p50 and <= +1 ms at p99.
+#
+# Usage: bash scripts/bench-proxy.sh   (DURATION=10 ROUNDS=1 by default; about 2 minutes)
+# Installs wrk and nginx-light from Debian if missing (without starting nginx's service);
+# traffic goes only to 127.0.0.1; everything it started is stopped on exit.
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+
+DURATION=${DURATION:-10}
+
+install_debian wrk wrk
+install_debian nginx nginx-light
+
+bash "$ROOT/scripts/build-fast-image.sh" >/dev/null
+bench_setup proxy
+IMAGE=invok/fast-fn:latest
+manifest fast 1 1 "cooldownDuration: 1h"
+start_operator
+wait_until 60 "the fast pool is ready" ready_is fast 1
+
+CID=$(docker ps -q --no-trunc --filter "label=dev.invok.instance=$INSTANCE" --filter "label=dev.invok.pool=fast")
+PORT=$(docker port "$CID" 8080/tcp | sed -n 's/^127\.0\.0\.1://p' | head -n 1)
+[ -n "$PORT" ] || die "no published port for the fast container"
+
+NGINX_PORT=$(free_port)
+mkdir -p "$BENCH_TMP/nginx"
+cat >"$BENCH_TMP/nginx/nginx.conf" <<CONF
+worker_processes auto;
+pid $BENCH_TMP/nginx/nginx.pid;
+error_log $BENCH_TMP/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $BENCH_TMP/nginx/body;
+  proxy_temp_path $BENCH_TMP/nginx/proxy;
+  fastcgi_temp_path $BENCH_TMP/nginx/fastcgi;
+  uwsgi_temp_path $BENCH_TMP/nginx/uwsgi;
+  scgi_temp_path $BENCH_TMP/nginx/scgi;
+  upstream fn {
+    server 127.0.0.1:$PORT;
+    keepalive 32;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://fn;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+nginx -c "$BENCH_TMP/nginx/nginx.conf" -g 'daemon off;' &
+NGINX_PID=$!
+trap 'kill "$NGINX_PID" 2>/dev/null; wait "$NGINX_PID" 2>/dev/null; bench_cleanup' EXIT
+
+direct="http://127.0.0.1:$PORT/"
+viang="http://127.0.0.1:$NGINX_PORT/"
+gw="http://127.0.0.1:$GATEWAY_PORT/function/fast/"
+for url in "$direct" "$viang" "$gw"; do
+  wait_until 10 "$url answers" curl -sf -o /dev/null "$url"
+  [ "$(curl -sf "$url")" = ok ] || die "GET $url did not answer ok"
+done
+
+# CPU ticks of a process and its children's threads (nginx: master + workers).
+tree_ticks() {
+  local t=0 p
+  for p in "$@"; do t=$((t + $(cpu_ticks "$p"))); done
+  echo "$t"
+}
+nginx_pids() { echo "$NGINX_PID" $(pgrep -P "$NGINX_PID"); }
+
+# run_wrk URL THREADS CONNECTIONS PIDS...: prints "rps p50_ms p99_ms errors cpu_us_per_req".
+run_wrk() {
+  local url=$1 t=$2 c=$3 out a b
+  shift 3
+  a=$(tree_ticks "$@")
+  out=$(wrk -t "$t" -c "$c" -d "${DURATION}s" --latency "$url")
+  b=$(tree_ticks "$@")
+  local rps p50 p99 reqs errs
+  read -r rps p50 p99 reqs errs < <(wrk_summary "$out")
+  awk -v r="$rps" -v a50="$p50" -v a99="$p99" -v n="$reqs" -v e="$errs" \
+    -v d="$((b - a))" -v hz="$CLK_TCK" \
+    'BEGIN { n = (n > 0) ? n : 1; printf "%s %s %s %d %.1f\n", r, a50, a99, e, d * 1e6 / hz / n }'
+}
+
+log "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+declare -A T L
+# Interleaved, so that a change in the machine's load touches all three alike.
+T[direct]=$(run_wrk "$direct" 2 8 $$)
+T[nginx]=$(run_wrk "$viang" 2 8 $(nginx_pids))
+T[gateway]=$(run_wrk "$gw" 2 8 "$OP_PID")
+L[direct]=$(run_wrk "$direct" 1 1 $$)
+L[nginx]=$(run_wrk "$viang" 1 1 $(nginx_pids))
+L[gateway]=$(run_wrk "$gw" 1 1 "$OP_PID")
+log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+echo
+echo "Proxy figures ($(nproc) cores, one fast-fn container, wrk ${DURATION}s each; CPU: µs of the proxy per request)"
+echo
+echo "| target | req/s, 8 connections | vs direct | CPU/request | p50 ms, 1 connection | p99 ms | added p50 | added p99 | errors |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+read -r drps _ _ _ _ <<<"${T[direct]}"
+read -r _ dp50 dp99 _ _ <<<"${L[direct]}"
+for k in direct nginx gateway; do
+  read -r rps _ _ terr cpu <<<"${T[$k]}"
+  read -r _ p50 p99 lerr _ <<<"${L[$k]}"
+  awk -v k="$k" -v r="$rps" -v dr="$drps" -v c="$cpu" -v a="$p50" -v b="$p99" -v da="$dp50" -v db="$dp99" -v e="$((terr + lerr))" 'BEGIN {
+    if (k == "direct") printf "| %s | %.0f | | | %.3f | %.3f | | | %d |\n", k, r, a, b, e
+    else printf "| %s | %.0f | %.2fx | %.1f µs | %.3f | %.3f | %+.3f ms | %+.3f ms | %d |\n", k, r, r / dr, c, a, b, a - da, b - db, e
+  }'
+done
+read -r nrps _ _ _ _ <<<"${T[nginx]}"
+read -r grps _ _ _ _ <<<"${T[gateway]}"
+awk -v g="$grps" -v n="$nrps" -v d="$drps" 'BEGIN { printf "\ngateway / direct = %.2fx (goal >= 0.95x); gateway / nginx = %.2fx (goal >= 1.00x)\n", g / d, g / n }'
