@@ -59,12 +59,15 @@ pub(crate) fn note_in_flight(
         peaks.pop_back();
     }
     peaks.push_back((now, n));
-    while peaks.len() > MAX_PEAKS
-        || peaks
-            .front()
-            .is_some_and(|&(t, _)| now.saturating_duration_since(t) > window)
+    while peaks
+        .front()
+        .is_some_and(|&(t, _)| now.saturating_duration_since(t) > window)
     {
         peaks.pop_front();
+    }
+    if peaks.len() > MAX_PEAKS {
+        // Keep the window's maximum (the front): drop the next one instead.
+        peaks.remove(1);
     }
     peaks.front().map_or(n, |&(_, m)| m)
 }
@@ -156,7 +159,8 @@ impl Snapshot {
                 .unwrap_or_else(|| scaler::adopted_replicas(&self.spec, &self.views)),
             last_scale_up: self.memory.last_scale_up,
             waiting_requests: self.waiting,
-            recent_peak_in_flight: self.memory.in_flight_peaks.front().map_or(0, |p| p.1),
+            // Filled by the pass's decide, which records this pass's count first.
+            recent_peak_in_flight: 0,
         }
     }
 

@@ -24,7 +24,7 @@ use super::context::Shared;
 use super::pass::{note_in_flight, Decision, Memory, Snapshot};
 use super::record::{self, Failure};
 use crate::runtime::{Runtime, RuntimeError};
-use crate::scaler::{self, Reason, RemoveReason};
+use crate::scaler::{self, Phase, Reason, RemoveReason};
 use crate::scheduler::Action;
 
 /// A container that was ready at least this long before it died did not crash: it is
@@ -166,9 +166,11 @@ fn decide(s: &Snapshot) -> Decision {
         memory.create_not_before = None;
         memory.spec_hash = Some(spec.spec_hash.clone());
     }
+    // Counted as the scaler counts load: on containers starting or ready, not draining.
     let in_flight = s
         .views
         .iter()
+        .filter(|v| matches!(v.phase, Phase::Starting | Phase::Ready))
         .fold(s.waiting, |n, v| n.saturating_add(v.in_flight));
     let mut facts = s.facts();
     facts.recent_peak_in_flight = note_in_flight(

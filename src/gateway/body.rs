@@ -378,6 +378,8 @@ impl hyper::body::Body for Guarded {
         let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
         if frame.is_none() {
             lock(&self.held).take();
+            // Done in time: the connection need not be retired, nor the deadline kept.
+            self.timer.abort();
         }
         Poll::Ready(frame.map(|f| f.map_err(Into::into)))
     }

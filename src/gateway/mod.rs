@@ -301,15 +301,15 @@ async fn forward<R: Runtime>(gw: &Gateway<R>, target: &Target<'_>, req: Request)
             }
         };
         drop(in_flight);
-        if capture.is_some() && !e.is_connect() {
-            // A kept-alive connection failed: the function does not keep its word (or
-            // died). New connections for it until an answer says otherwise again.
-            route.keep_alive_ms.store(0, Ordering::Relaxed);
-        }
         if let Some(failed) = upload.failed() {
             // The client's doing (too much, too slow, broken off): the container is fine.
             tracing::debug!(pool, container = %route.name, "request body failed: {failed}");
             return error(failed.status(), body_failed(failed, gw, timeout));
+        }
+        if capture.is_some() && !e.is_connect() {
+            // A kept-alive connection failed: the function does not keep its word (or
+            // died). New connections for it until an answer says otherwise again.
+            route.keep_alive_ms.store(0, Ordering::Relaxed);
         }
         gw.shared.report_unreachable(&route.id);
         if e.is_connect() && !upload.taken() && avoid.is_none() {
