@@ -74,13 +74,14 @@ bench_cleanup() {
   rm -rf "$BENCH_TMP"
 }
 
-# wait_until SECONDS WHAT COMMAND...: polls COMMAND every 20 ms; fails after SECONDS.
+# wait_until SECONDS WHAT COMMAND...: polls COMMAND every $WAIT_PAUSE seconds (0.02 by
+# default); fails after SECONDS.
 wait_until() {
   local limit=$(($(now_ms) + $1 * 1000)) what=$2
   shift 2
   until "$@"; do
     [ "$(now_ms)" -lt "$limit" ] || die "timed out waiting until $what"
-    sleep 0.02
+    sleep "${WAIT_PAUSE:-0.02}"
   done
 }
 

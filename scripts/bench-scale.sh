@@ -37,16 +37,6 @@ baseline_down() {
   echo $(($(now_ms) - t0))
 }
 
-# Polls with a pause that does not itself load the operator much (/status lists every pool).
-wait_slow() {
-  local limit=$(($(now_ms) + $1 * 1000)) what=$2
-  shift 2
-  until "$@"; do
-    [ "$(now_ms)" -lt "$limit" ] || die "timed out waiting until $what"
-    sleep 0.1
-  done
-}
-
 declare -a ROWS
 for size in $SIZES; do
   pools=${size%x*}
@@ -66,7 +56,8 @@ for size in $SIZES; do
   )
   t0=$(now_ms)
   mv "$stage"/*.yaml "$MANIFESTS"/
-  wait_slow 900 "$n containers ready" total_ready_is "$n"
+  # Polled every 100 ms: /status lists every pool, and polling must not load the operator.
+  WAIT_PAUSE=0.1 wait_until 900 "$n containers ready" total_ready_is "$n"
   o_up=$(($(now_ms) - t0))
 
   # Let the start-up transients (first samples, probes) pass before the window.
@@ -77,7 +68,7 @@ for size in $SIZES; do
   log "invok down"
   t0=$(now_ms)
   rm -f "$MANIFESTS"/s*.yaml
-  wait_slow 900 "every container is removed" instance_count_is 0
+  WAIT_PAUSE=0.1 wait_until 900 "every container is removed" instance_count_is 0
   o_down=$(($(now_ms) - t0))
   ROWS+=("$n $pools $per $b_up $o_up $b_down $o_down $cpu $rss $dcpu")
   log "n=$n up: docker $b_up ms, invok $o_up ms; down: docker $b_down ms, invok $o_down ms; idle: cpu $cpu% rss $rss kB dockerd $dcpu%"

@@ -125,7 +125,7 @@ fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn t(path: &str, query: Option<&str>) -> Option<(String, String)> {
@@ -175,7 +175,8 @@ mod tests {
         }
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    /// A header map of `pairs` (names may repeat), for tests.
+    pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
             h.append(

@@ -151,18 +151,7 @@ pub fn advertised_keep_alive(headers: &HeaderMap) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::gateway::forwarding::tests::headers;
 
     #[test]
     fn a_connection_is_reusable_only_within_what_the_server_said_less_the_margins() {
