@@ -15,12 +15,19 @@
 # request of the proxy process (gateway or nginx workers). Goals: throughput >= 0.95x
 # direct and >= nginx; added latency <= +0.2 ms at p50 and <= +1 ms at p99.
 #
-# Usage: bash scripts/bench-proxy.sh   (DURATION=10 ROUNDS=1 by default; about 2 minutes)
+# Each figure is the median of ROUNDS interleaved rounds: this machine's speed drifts
+# between runs, and the interleaving exposes all three targets to the same drift.
+#
+# Usage: bash scripts/bench-proxy.sh   (DURATION=10 ROUNDS=3 by default; about 5 minutes)
+# PERF_OUT=FILE also records a perf profile of the operator during the gateway's
+# throughput run of the first round (`perf report -i FILE`; the profile's own cost
+# lowers that round's figure).
 # Installs wrk and nginx-light from Debian if missing (without starting nginx's service);
 # traffic goes only to 127.0.0.1; everything it started is stopped on exit.
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
 
 install_debian wrk wrk
 install_debian nginx nginx-light
@@ -98,32 +105,63 @@ run_wrk() {
     'BEGIN { n = (n > 0) ? n : 1; printf "%s %s %s %d %.1f\n", r, a50, a99, e, d * 1e6 / hz / n }'
 }
 
+# median of the numbers on stdin
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# field N (1-based) of every round of a result array's entries, one per line
+column() {
+  local n=$1 line
+  shift
+  for line in "$@"; do echo "$line" | cut -d' ' -f"$n"; done
+}
+
 log "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-declare -A T L
-# Interleaved, so that a change in the machine's load touches all three alike.
-T[direct]=$(run_wrk "$direct" 2 8 $$)
-T[nginx]=$(run_wrk "$viang" 2 8 $(nginx_pids))
-T[gateway]=$(run_wrk "$gw" 2 8 "$OP_PID")
-L[direct]=$(run_wrk "$direct" 1 1 $$)
-L[nginx]=$(run_wrk "$viang" 1 1 $(nginx_pids))
-L[gateway]=$(run_wrk "$gw" 1 1 "$OP_PID")
+declare -a Td Tn Tg Ld Ln Lg
+for round in $(seq 1 "$ROUNDS"); do
+  log "round $round of $ROUNDS"
+  # Interleaved, so that a change in the machine's load touches all three alike.
+  Td+=("$(run_wrk "$direct" 2 8 $$)")
+  Tn+=("$(run_wrk "$viang" 2 8 $(nginx_pids))")
+  if [ -n "${PERF_OUT:-}" ] && [ "$round" = 1 ]; then
+    # A profile of the operator while it proxies (perf from Debian's linux-perf).
+    perf record -q -F 999 --call-graph dwarf,16384 -p "$OP_PID" -o "$PERF_OUT" -- sleep "$((DURATION - 1))" 2>/dev/null &
+    PERF_PID=$!
+  fi
+  Tg+=("$(run_wrk "$gw" 2 8 "$OP_PID")")
+  [ -z "${PERF_PID:-}" ] || wait "$PERF_PID"
+  PERF_PID=
+  Ld+=("$(run_wrk "$direct" 1 1 $$)")
+  Ln+=("$(run_wrk "$viang" 1 1 $(nginx_pids))")
+  Lg+=("$(run_wrk "$gw" 1 1 "$OP_PID")")
+done
 log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
+# The median of each figure over the rounds: "rps p50 p99 errors(sum) cpu".
+summarize() {
+  local -n t=$1 l=$2
+  local errs
+  errs=$(column 4 "${t[@]}" "${l[@]}" | awk '{ s += $1 } END { print s + 0 }')
+  echo "$(column 1 "${t[@]}" | median) $(column 2 "${l[@]}" | median) $(column 3 "${l[@]}" | median) $errs $(column 5 "${t[@]}" | median)"
+}
+declare -A S
+S[direct]=$(summarize Td Ld)
+S[nginx]=$(summarize Tn Ln)
+S[gateway]=$(summarize Tg Lg)
+
 echo
-echo "Proxy figures ($(nproc) cores, one fast-fn container, wrk ${DURATION}s each; CPU: µs of the proxy per request)"
+echo "Proxy figures ($(nproc) cores, one fast-fn container, wrk ${DURATION}s each, median of $ROUNDS interleaved rounds; CPU: µs of the proxy per request)"
 echo
 echo "| target | req/s, 8 connections | vs direct | CPU/request | p50 ms, 1 connection | p99 ms | added p50 | added p99 | errors |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-read -r drps _ _ _ _ <<<"${T[direct]}"
-read -r _ dp50 dp99 _ _ <<<"${L[direct]}"
+read -r drps dp50 dp99 _ _ <<<"${S[direct]}"
 for k in direct nginx gateway; do
-  read -r rps _ _ terr cpu <<<"${T[$k]}"
-  read -r _ p50 p99 lerr _ <<<"${L[$k]}"
-  awk -v k="$k" -v r="$rps" -v dr="$drps" -v c="$cpu" -v a="$p50" -v b="$p99" -v da="$dp50" -v db="$dp99" -v e="$((terr + lerr))" 'BEGIN {
+  read -r rps p50 p99 errs cpu <<<"${S[$k]}"
+  awk -v k="$k" -v r="$rps" -v dr="$drps" -v c="$cpu" -v a="$p50" -v b="$p99" -v da="$dp50" -v db="$dp99" -v e="$errs" 'BEGIN {
     if (k == "direct") printf "| %s | %.0f | | | %.3f | %.3f | | | %d |\n", k, r, a, b, e
     else printf "| %s | %.0f | %.2fx | %.1f µs | %.3f | %.3f | %+.3f ms | %+.3f ms | %d |\n", k, r, r / dr, c, a, b, a - da, b - db, e
   }'
 done
-read -r nrps _ _ _ _ <<<"${T[nginx]}"
-read -r grps _ _ _ _ <<<"${T[gateway]}"
+echo
+echo "Per round, gateway / nginx req/s: $(for i in "${!Tg[@]}"; do awk -v g="${Tg[$i]%% *}" -v n="${Tn[$i]%% *}" 'BEGIN { printf "%.2fx ", g / n }'; done)"
+read -r nrps _ _ _ _ <<<"${S[nginx]}"
+read -r grps _ _ _ _ <<<"${S[gateway]}"
 awk -v g="$grps" -v n="$nrps" -v d="$drps" 'BEGIN { printf "\ngateway / direct = %.2fx (goal >= 0.95x); gateway / nginx = %.2fx (goal >= 1.00x)\n", g / d, g / n }'

@@ -47,15 +47,17 @@ pub fn target<'a>(path: &'a str, query: Option<&str>) -> Option<Target<'a>> {
 }
 
 /// Headers that belong to one connection, not to the message (RFC 9110 7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// `HeaderName`s rather than strings: a string is parsed into a name at each use, which
+/// showed in the gateway's profile (issue 15).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Drops the hop-by-hop headers, and those the `Connection` header names.
@@ -67,18 +69,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
+    for name in named.iter().chain(&HOP_BY_HOP) {
         headers.remove(name);
     }
 }
 
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-const X_FORWARDED_HOST: &str = "x-forwarded-host";
-const X_FORWARDED_PREFIX: &str = "x-forwarded-prefix";
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 
 /// Turns a client's request headers into the function's: hop-by-hop headers dropped,
 /// `Host` replaced by the container's (the client's moves to `X-Forwarded-Host`), the
@@ -86,12 +85,12 @@ const X_FORWARDED_PREFIX: &str = "x-forwarded-prefix";
 pub fn upstream_headers(mut headers: HeaderMap, pool: &str, client: Option<IpAddr>) -> HeaderMap {
     strip_hop_by_hop(&mut headers);
     let host = headers.remove(header::HOST);
-    if !headers.contains_key(X_FORWARDED_HOST) {
+    if !headers.contains_key(&X_FORWARDED_HOST) {
         if let Some(host) = host {
             headers.insert(X_FORWARDED_HOST, host);
         }
     }
-    if !headers.contains_key(X_FORWARDED_PROTO) {
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
     if let Some(ip) = client {
@@ -107,7 +106,7 @@ pub fn upstream_headers(mut headers: HeaderMap, pool: &str, client: Option<IpAdd
 /// as proxies append (a client may send several lines; they are one list).
 fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
     let earlier: Vec<&str> = headers
-        .get_all(X_FORWARDED_FOR)
+        .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
