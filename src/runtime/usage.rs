@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 
 use bollard::Docker;
 
-use super::cgroup::{CgroupError, CgroupReader};
+use super::cgroup::{CgroupError, CgroupReader, ContainerFiles};
 use super::stats::StatsSampler;
 use super::UsageReading;
 
@@ -65,6 +65,11 @@ impl Source {
 pub(crate) struct UsageReader {
     source: Source,
     cgroups: CgroupReader,
+    /// The cgroup files of the containers read on earlier ticks, kept open; closed
+    /// when a container stops running or its files fail.
+    files: HashMap<String, ContainerFiles>,
+    /// Scratch space for reading them.
+    buf: Vec<u8>,
     /// For the stats streams, started on first need.
     docker: Docker,
     streams: Option<StatsSampler>,
@@ -88,6 +93,8 @@ impl UsageReader {
         UsageReader {
             source,
             cgroups,
+            files: HashMap::new(),
+            buf: Vec::new(),
             docker,
             streams: None,
             missing: HashSet::new(),
@@ -110,7 +117,7 @@ impl UsageReader {
             let read = if self.source == Source::Stats {
                 Err(CgroupError::NotFound)
             } else {
-                self.cgroups.read(id)
+                self.read_cgroup(id)
             };
             match read {
                 Ok(sample) => {
@@ -164,7 +171,25 @@ impl UsageReader {
         if let Some(streams) = &self.streams {
             streams.untrack_missing(running);
         }
+        self.files.retain(|id, _| running.contains(id));
         readings
+    }
+
+    /// One container's cgroup reading, through its files kept open (opened on its first
+    /// reading, and again after a failed one).
+    fn read_cgroup(&mut self, id: &str) -> Result<crate::runtime::cgroup::RawSample, CgroupError> {
+        if let Some(files) = self.files.get_mut(id) {
+            match files.read(&mut self.buf) {
+                Ok(sample) => return Ok(sample),
+                // Gone, or a file that no longer reads: open afresh (or report it).
+                Err(_) => {
+                    self.files.remove(id);
+                }
+            }
+        }
+        let (files, sample) = self.cgroups.open(id)?;
+        self.files.insert(id.to_string(), files);
+        Ok(sample)
     }
 
     /// The stats streams, once started.
@@ -219,6 +244,34 @@ mod tests {
         assert!(
             r.streams().is_none(),
             "auto with a readable layout never streams"
+        );
+    }
+
+    #[tokio::test]
+    async fn cgroup_files_stay_open_while_running_and_are_reopened_after_a_failure() {
+        let cgroups = tempfile::tempdir().unwrap();
+        v1_container(cgroups.path(), A, 42, 7);
+        v1_container(cgroups.path(), B, 43, 8);
+        let (_sock, docker) = dead_docker();
+        let mut r = UsageReader::new(Source::Auto, CgroupReader::new(cgroups.path()), docker);
+        r.read(&ids(&[A, B]), &set(&[A, B]));
+        assert_eq!(r.files.len(), 2, "both kept open");
+        // A is not read this tick but still runs: its files stay; B stopped: closed.
+        r.read(&ids(&[]), &set(&[A]));
+        assert!(r.files.contains_key(A) && !r.files.contains_key(B));
+        // A's cgroup went and came back (a restart): the kept file fails (the kernel
+        // says ENODEV; this fake's old file reads empty) and the reading reopens it.
+        let old_cpu = cgroups
+            .path()
+            .join(format!("cpuacct/docker/{A}/cpuacct.usage"));
+        std::fs::write(old_cpu, "").unwrap();
+        std::fs::remove_dir_all(cgroups.path().join(format!("cpuacct/docker/{A}"))).unwrap();
+        std::fs::remove_dir_all(cgroups.path().join(format!("memory/docker/{A}"))).unwrap();
+        v1_container(cgroups.path(), A, 5, 9);
+        let readings = r.read(&ids(&[A]), &set(&[A]));
+        assert_eq!(
+            readings.get(A),
+            Some(&UsageReading::Cumulative(RawSample { cpu_ns: 5, rss: 9 }))
         );
     }
 
