@@ -21,7 +21,6 @@
     reason = "a benchmark on the wall clock; criterion measures real time"
 )]
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -91,7 +90,7 @@ async fn gateway(upstream: SocketAddr) -> SocketAddr {
             host_port: Some(upstream.port()),
             created: SystemTime::now(),
             image: IMAGE.to_string(),
-            labels: BTreeMap::new(),
+            labels: Default::default(),
             pinned: false,
         }],
         tokio::time::Instant::now(),

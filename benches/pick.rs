@@ -12,7 +12,6 @@
 //!
 //! `cargo bench --bench pick` (add `-- --quick` for a faster, rougher run).
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -49,7 +48,7 @@ fn info(pool: &str, i: usize, state: RunState) -> ContainerInfo {
         host_port: Some(20_000 + i as u16),
         created: SystemTime::UNIX_EPOCH + Duration::from_secs(i as u64),
         image: "invok/demo-fn:latest".to_string(),
-        labels: BTreeMap::new(),
+        labels: Default::default(),
         pinned: false,
     }
 }

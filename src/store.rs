@@ -626,7 +626,7 @@ mod tests {
             host_port: port,
             created: SystemTime::UNIX_EPOCH,
             image: "invok/demo-fn:latest".to_string(),
-            labels: BTreeMap::new(),
+            labels: Default::default(),
             pinned: false,
         }
     }

@@ -212,7 +212,7 @@ async fn create_gives_a_running_labelled_container_with_its_port_on_loopback_and
     assert_eq!(info.pool, "hello");
     assert_eq!(info.spec_hash, req.spec_hash);
     assert_eq!(info.image, IMAGE);
-    assert_eq!(info.labels, req.labels().into_iter().collect());
+    assert_eq!(*info.labels, req.labels());
     assert_eq!(info.labels.len(), 4);
     let port = info.host_port.expect("the function port is published");
     assert_ne!(port, 0);

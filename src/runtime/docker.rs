@@ -694,7 +694,7 @@ fn container_info(s: ContainerSummary) -> Option<ContainerInfo> {
         host_port,
         created: UNIX_EPOCH + Duration::from_secs(s.created.unwrap_or(0).max(0) as u64),
         image: s.image.unwrap_or_default(),
-        labels,
+        labels: labels.into(),
         id,
         pinned: false,
     })

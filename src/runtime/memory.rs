@@ -745,7 +745,7 @@ impl MemoryRuntime {
             host_port: Some(port),
             created,
             image: req.template.image.clone(),
-            labels: req.labels(),
+            labels: req.labels().into(),
             pinned: false,
         };
         let foreign = !m.owns(&info.labels);
@@ -780,7 +780,7 @@ impl MemoryRuntime {
             host_port: Some(host_port(&id)),
             created,
             image: "someone/else:latest".into(),
-            labels: labels_,
+            labels: labels_.into(),
             pinned: false,
         };
         m.containers
@@ -987,7 +987,7 @@ impl Runtime for MemoryRuntime {
                 host_port: None,
                 created,
                 image: req.template.image.clone(),
-                labels: req.labels(),
+                labels: req.labels().into(),
                 pinned: false,
             };
             m.containers.insert(

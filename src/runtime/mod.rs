@@ -20,6 +20,7 @@ pub mod usage;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::Stream;
@@ -98,9 +99,10 @@ pub struct ContainerInfo {
     pub created: SystemTime,
     /// Image reference it runs.
     pub image: String,
-    /// All labels, for adoption checks.
+    /// All labels, for adoption checks. Shared: a pass clones the containers of its
+    /// pool, and cloning every label of each showed in an idle operator's profile.
     #[serde(skip)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Arc<BTreeMap<String, String>>,
     /// Registered by a library user rather than created by Invok: routed to and counted,
     /// never replaced or removed.
     pub pinned: bool,
