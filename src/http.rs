@@ -27,19 +27,107 @@ use tower_service::Service;
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
 
-/// Closes the connection a request came on, in the request's extensions.
+/// Closes the connection a request came on, in the request's extensions; at once
+/// ([`Closer::close`]) or when a response's deadline passes ([`Closer::arm`]).
 ///
 /// hyper polls a response body only while the client takes what was written, so a
-/// deadline inside the body never fires for a client that stopped reading; whoever
-/// holds this can end the connection from outside (its socket closes, the response
-/// body is dropped, and everything it held is released).
+/// deadline inside the body never fires for a client that stopped reading (nor for one
+/// whose earlier pipelined answers fill the connection's buffer, so that a new body is
+/// not polled at all); whoever holds this can end the connection from outside (its
+/// socket closes, the response body is dropped, and everything it held is released).
+///
+/// The connection's own task keeps the deadline, so a response costs no task or timer
+/// of its own: the task wakes at the deadline of the response in progress when it
+/// armed one, looks at the one armed now (a later response's, usually), and sleeps on.
+/// Arming wakes it only when the new deadline is sooner than its next wake.
 #[derive(Clone, Debug, Default)]
-pub struct Closer(Arc<Notify>);
+pub struct Closer(Arc<CloserInner>);
+
+#[derive(Debug, Default)]
+struct CloserInner {
+    close: Notify,
+    rearm: Notify,
+    state: std::sync::Mutex<Armed>,
+}
+
+#[derive(Debug, Default)]
+struct Armed {
+    /// Counts arms, so that a response disarms only its own deadline.
+    generation: u64,
+    deadline: Option<tokio::time::Instant>,
+    /// When the connection's task wakes next to look (`None`: not until told).
+    wakes_at: Option<tokio::time::Instant>,
+}
+
+/// What [`Closer::arm`] gives back, for [`Closer::disarm`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArmedGeneration(u64);
 
 impl Closer {
     /// Ends the connection now (also if it is not being waited on yet).
     pub fn close(&self) {
-        self.0.notify_one();
+        self.0.close.notify_one();
+    }
+
+    /// Ends the connection at `deadline` unless disarmed before: a response in progress.
+    pub fn arm(&self, deadline: tokio::time::Instant) -> ArmedGeneration {
+        let (generation, sooner) = {
+            let mut a = self.state();
+            a.generation += 1;
+            a.deadline = Some(deadline);
+            (a.generation, a.wakes_at.is_none_or(|w| deadline < w))
+        };
+        if sooner {
+            self.0.rearm.notify_one();
+        }
+        ArmedGeneration(generation)
+    }
+
+    /// The response armed as `armed` is done in time.
+    pub fn disarm(&self, armed: ArmedGeneration) {
+        let mut a = self.state();
+        if a.generation == armed.0 {
+            a.deadline = None;
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Armed> {
+        self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// For the connection's task: the armed deadline, now also when it wakes next.
+    fn schedule(&self) -> Option<tokio::time::Instant> {
+        let mut a = self.state();
+        a.wakes_at = a.deadline;
+        a.deadline
+    }
+
+    /// For the connection's task: whether the armed deadline has passed.
+    fn expired(&self) -> bool {
+        self.state()
+            .deadline
+            .is_some_and(|d| d <= tokio::time::Instant::now())
+    }
+
+    /// Until the connection should end: closed, or an armed deadline passed.
+    async fn ended(&self) {
+        loop {
+            let wake = self.schedule();
+            let at_deadline = async {
+                match wake {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = self.0.close.notified() => return,
+                () = self.0.rearm.notified() => {}
+                () = at_deadline => if self.expired() {
+                    tracing::warn!("an answer still going at the pool's timeout: connection closed");
+                    return;
+                },
+            }
+        }
     }
 }
 
@@ -119,7 +207,7 @@ pub async fn serve(
                 ended = conn => if let Err(e) = ended {
                     tracing::debug!(client = %peer, "connection ended: {e}");
                 },
-                () = closer.0.notified() => {
+                () = closer.ended() => {
                     tracing::debug!(client = %peer, "connection closed by its handler");
                 }
             }
@@ -128,4 +216,87 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    /// Whether `closer.ended()` resolves within `within` (on tokio's paused clock).
+    async fn ends_within(closer: &Closer, within: Duration) -> bool {
+        tokio::time::timeout(within, closer.ended()).await.is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_armed_deadline_ends_the_connection_when_it_passes_and_not_before() {
+        let closer = Closer::default();
+        closer.arm(Instant::now() + 5 * SECOND);
+        assert!(
+            !ends_within(&closer, 4 * SECOND).await,
+            "ended before its deadline"
+        );
+        assert!(
+            ends_within(&closer, 2 * SECOND).await,
+            "not ended at its deadline"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_disarmed_deadline_ends_nothing_but_a_later_armed_one_does() {
+        let closer = Closer::default();
+        // One response done in time, the next one armed later, with a later deadline:
+        // the connection's task wakes at the first, finds the second, sleeps on.
+        let first = closer.arm(Instant::now() + 2 * SECOND);
+        let waiting = tokio::spawn({
+            let closer = closer.clone();
+            async move {
+                let started = Instant::now();
+                closer.ended().await;
+                started.elapsed()
+            }
+        });
+        tokio::time::sleep(SECOND).await;
+        closer.disarm(first);
+        let second = closer.arm(Instant::now() + 3 * SECOND);
+        // An older response's disarm does not undo the newer one's deadline.
+        closer.disarm(first);
+        let took = waiting.await.unwrap();
+        assert_eq!(
+            took.as_secs(),
+            4,
+            "ended at the second deadline, took {took:?}"
+        );
+        closer.disarm(second);
+        assert!(
+            !ends_within(&closer, 60 * SECOND).await,
+            "nothing armed: never ends"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sooner_deadline_wakes_a_connection_waiting_on_a_later_one() {
+        let closer = Closer::default();
+        let late = closer.arm(Instant::now() + 60 * SECOND);
+        let waiting = tokio::spawn({
+            let closer = closer.clone();
+            async move { closer.ended().await }
+        });
+        tokio::time::sleep(SECOND).await;
+        closer.disarm(late);
+        closer.arm(Instant::now() + 2 * SECOND);
+        tokio::time::timeout(3 * SECOND, waiting)
+            .await
+            .expect("the sooner deadline was not seen")
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn close_ends_the_connection_at_once_also_before_anyone_waits() {
+        let closer = Closer::default();
+        closer.close();
+        assert!(ends_within(&closer, Duration::from_millis(1)).await);
+    }
 }

@@ -23,7 +23,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
 use super::upstream::KeptConnection;
-use crate::http::Closer;
+use crate::http::{ArmedGeneration, Closer};
 
 /// Why a client's body did not arrive whole: the client's doing, never the container's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -300,26 +300,23 @@ impl Held {
 ///
 /// While hyper polls the body, the body watches its own deadline. But hyper polls a
 /// body only while the client takes what was written: a client that stops reading
-/// would keep a body, and what it holds, forever. So once the body has given a frame
-/// and has more to come, a timer outside the body ends it at the deadline: it releases
-/// what the request held (the scaler and a drain stop counting it, another request
-/// takes its place) and closes the client's connection, which drops the body and the
-/// container's connection with it.
-///
-/// The timer is a task, so it starts only for an answer that is still streaming after
-/// a frame; an answer that ends with its first frame (most do) costs no task: spawning
-/// one per response was a fifth of the gateway's CPU per request (issue 15).
+/// would keep a body, and what it holds, forever. So the body also arms its deadline on
+/// the client's connection ([`Closer::arm`]): at the deadline the connection's task
+/// closes the connection, which drops the body, releasing what the request held (the
+/// scaler and a drain stop counting it, another request takes its place), and the
+/// container's connection with it. That costs no task per response: spawning a timer
+/// task for each was most of what this change saved, 13 % of the gateway's
+/// instructions per request (issue 15, `scripts/bench-gateway-instructions.sh`).
 pub struct Guarded {
     inner: Incoming,
     /// Fires when `kept` gets too old (if sooner), then at the deadline.
     wake: Pin<Box<Sleep>>,
     deadline: Instant,
-    held: Arc<Mutex<Option<Held>>>,
-    /// Moved into the timer when it starts.
-    closer: Option<Closer>,
-    /// The kept-alive connection, until it is retired or handed to the timer.
+    held: Option<Held>,
+    /// The client's connection, with this answer's deadline armed on it.
+    closer: Option<(Closer, ArmedGeneration)>,
+    /// The kept-alive connection, until it is retired.
     kept: Option<KeptConnection>,
-    timer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Guarded {
@@ -342,50 +339,23 @@ impl Guarded {
             inner,
             wake: Box::pin(tokio::time::sleep_until(first)),
             deadline,
-            held: Arc::new(Mutex::new(Some(held))),
-            closer,
+            held: Some(held),
+            closer: closer.map(|c| {
+                let armed = c.arm(deadline);
+                (c, armed)
+            }),
             kept,
-            timer: None,
         }
     }
 
-    /// Starts the timer that ends the answer at its deadline (and retires `kept` when
-    /// it gets too old) while hyper does not poll the body.
-    fn start_timer(&mut self) {
-        if self.timer.is_some() {
-            return;
-        }
-        let (deadline, kept, closer) = (self.deadline, self.kept.take(), self.closer.take());
-        let expired = self.held.clone();
-        // Ended (dropped) in time, the body aborts this task.
-        self.timer = Some(tokio::spawn(async move {
-            if let Some(kept) = kept {
-                tokio::time::sleep_until(kept.reusable_until.min(deadline)).await;
-                kept.retire();
-            }
-            tokio::time::sleep_until(deadline).await;
-            if lock(&expired).take().is_some() {
-                tracing::warn!(
-                    "an answer still streaming at the pool's timeout: connection closed"
-                );
-                if let Some(closer) = closer {
-                    closer.close();
-                }
-            }
-        }));
-    }
-
+    /// Done, in time or not: releases what the request held; the connection need not
+    /// be closed for it any more.
     fn finished(&mut self) {
-        lock(&self.held).take();
-        // Done in time: the connection need not be retired, nor the deadline kept.
-        if let Some(timer) = self.timer.take() {
-            timer.abort();
+        self.held.take();
+        if let Some((closer, armed)) = self.closer.take() {
+            closer.disarm(armed);
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for Guarded {
@@ -407,7 +377,7 @@ impl hyper::body::Body for Guarded {
         // while the answer waits on the container.
         while self.wake.as_mut().poll(cx).is_ready() {
             if Instant::now() >= self.deadline {
-                lock(&self.held).take();
+                self.held.take();
                 return Poll::Ready(Some(Err(TimedOut.into())));
             }
             // The kept connection got too old while the answer streams on it.
@@ -418,11 +388,8 @@ impl hyper::body::Body for Guarded {
             self.wake.as_mut().reset(deadline);
         }
         let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        match &frame {
-            None => self.finished(),
-            // More to come: hyper may stop polling while the client does not read.
-            Some(Ok(_)) if !self.inner.is_end_stream() => self.start_timer(),
-            Some(_) => {}
+        if frame.is_none() {
+            self.finished();
         }
         Poll::Ready(frame.map(|f| f.map_err(Into::into)))
     }

@@ -103,6 +103,11 @@ struct Gateway<R> {
 }
 
 /// The gateway's routes over the controller's shared state.
+///
+/// Serve it with [`serve`] (or [`crate::http::serve`]): that puts a
+/// [`crate::http::Closer`] in each request, which ends a client's connection when an
+/// answer it stopped reading outlives the pool's timeout. Served otherwise, such an
+/// answer holds its place under `--max-in-flight` until the client goes away.
 pub fn router<R: Runtime>(shared: Arc<Shared<R>>, config: GatewayConfig) -> Router {
     let gw = Arc::new(Gateway {
         shared,

@@ -20,9 +20,9 @@
 //! host (v1 controllers plus a v2 tree at `/sys/fs/cgroup/unified`) Docker uses v1, so only
 //! the v2 layouts directly under the root are tried.
 //!
-//! The layout that worked last is remembered, so the common case costs two file reads.
+//! The layout that worked last is remembered, so finding a container costs two opens.
 //! [`ContainerFiles`] keeps a container's two files open from tick to tick, and re-reads
-//! `memory.stat` only when the container used more than a millisecond of CPU since, or
+//! `memory.stat` only when the container used a millisecond of CPU since, or
 //! ten seconds passed: what an idle container costs is mostly one `pread` of its CPU
 //! counter.
 
@@ -269,7 +269,7 @@ pub const MEMORY_CPU_SLACK_NS: u64 = 1_000_000;
 /// containers (issue 15). Kept open, each reading re-reads the file from offset 0
 /// (`pread`), which the kernel answers with the current figures. And `memory.stat` is
 /// the costly file (the kernel formats some forty counters for it): it is re-read only
-/// when the container used more than [`MEMORY_CPU_SLACK_NS`] of CPU since its RSS was
+/// when the container used [`MEMORY_CPU_SLACK_NS`] of CPU or more since its RSS was
 /// read, or when [`MEMORY_REFRESH`] has passed: a container whose processes hardly ran
 /// allocated next to nothing.
 ///
@@ -566,7 +566,7 @@ mod tests {
     }
 
     #[test]
-    fn kept_open_files_of_a_removed_container_read_not_found() {
+    fn kept_open_files_that_fail_are_errors_and_a_removed_container_is_not_found() {
         let dir = tempfile::tempdir().unwrap();
         let (cpu, _) = v1_files(dir.path(), 1_000, 4096);
         let (mut files, _) = CgroupReader::new(dir.path()).open(ID).unwrap();
