@@ -105,10 +105,8 @@ run_wrk() {
     'BEGIN { n = (n > 0) ? n : 1; printf "%s %s %s %d %.1f\n", r, a50, a99, e, d * 1e6 / hz / n }'
 }
 
-# median of the numbers on stdin
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-# field N (1-based) of every round of a result array's entries, one per line
-column() {
+# field N (1-based) of each of the rounds' results given, one per line
+field_of() {
   local n=$1 line
   shift
   for line in "$@"; do echo "$line" | cut -d' ' -f"$n"; done
@@ -139,8 +137,9 @@ log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 summarize() {
   local -n t=$1 l=$2
   local errs
-  errs=$(column 4 "${t[@]}" "${l[@]}" | awk '{ s += $1 } END { print s + 0 }')
-  echo "$(column 1 "${t[@]}" | median) $(column 2 "${l[@]}" | median) $(column 3 "${l[@]}" | median) $errs $(column 5 "${t[@]}" | median)"
+  errs=$(field_of 4 "${t[@]}" "${l[@]}" | awk '{ s += $1 } END { print s + 0 }')
+  # median (bench-lib) of each figure over the rounds
+  echo "$(median $(field_of 1 "${t[@]}")) $(median $(field_of 2 "${l[@]}")) $(median $(field_of 3 "${l[@]}")) $errs $(median $(field_of 5 "${t[@]}"))"
 }
 declare -A S
 S[direct]=$(summarize Td Ld)

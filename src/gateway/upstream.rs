@@ -100,17 +100,13 @@ impl KeptConnection {
     /// connection is never reused, when the server said too little (or nothing: a
     /// function whose earlier answers said enough may stop saying so).
     pub fn judge(capture: CaptureConnection, said: Duration, head_at: Instant) -> Option<Self> {
-        let kept = KeptConnection {
-            capture,
-            reusable_until: head_at,
-        };
         match said.checked_sub(IDLE_TIMEOUT + MARGIN) {
             Some(left) => Some(KeptConnection {
+                capture,
                 reusable_until: head_at + left,
-                ..kept
             }),
             None => {
-                kept.retire();
+                poison(&capture);
                 None
             }
         }
@@ -118,9 +114,13 @@ impl KeptConnection {
 
     /// Takes the connection out of reuse (it closes once this answer is done).
     pub fn retire(&self) {
-        if let Some(c) = self.capture.connection_metadata().as_ref() {
-            c.poison();
-        }
+        poison(&self.capture);
+    }
+}
+
+fn poison(capture: &CaptureConnection) {
+    if let Some(c) = capture.connection_metadata().as_ref() {
+        c.poison();
     }
 }
 
