@@ -529,7 +529,7 @@ impl AutoscalingRuntime {
         &self,
         function: &str,
     ) -> Result<Option<String>, AutoscalingError> {
-        let Some(route) = self.shared.store.pick(function, None) else {
+        let Some(route) = self.shared.pick(function, None) else {
             return Ok(None);
         };
         // This API hands out a container, not a request: nothing stays in flight.

@@ -10,7 +10,7 @@
 #![deny(clippy::too_many_lines)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -64,6 +64,10 @@ pub struct Observed {
     /// timeout=N`, in ms; 0 when it did not say): the gateway reuses connections to it
     /// only then (shared with the gateway).
     pub keep_alive_ms: Arc<AtomicU64>,
+    /// Armed by the pass of a quiet pool (see [`ObservedStore::arm_wakes`]): the next
+    /// request routed here wakes the pool, which then stops waiting for its quiet recheck
+    /// (shared with the gateway).
+    pub wake_on_pick: Arc<AtomicBool>,
 }
 
 impl Observed {
@@ -238,6 +242,9 @@ pub struct Route {
     pub in_flight: Arc<AtomicUsize>,
     /// How long its function keeps an idle connection, as it last said (ms; 0: unsaid).
     pub keep_alive_ms: Arc<AtomicU64>,
+    /// This request is the first since its quiet pool's pass armed the container: the
+    /// pool must be woken (see [`ObservedStore::arm_wakes`]).
+    pub wakes_pool: bool,
 }
 
 impl ObservedStore {
@@ -453,13 +460,44 @@ impl ObservedStore {
                     .unwrap_or(std::cmp::Ordering::Equal)
             })?;
         o.in_flight.fetch_add(1, Ordering::Relaxed);
+        // A load first: the swap (a write to a shared line) only on the one request
+        // that finds it armed.
+        let wakes_pool =
+            o.wake_on_pick.load(Ordering::Relaxed) && o.wake_on_pick.swap(false, Ordering::Relaxed);
         Some(Route {
             id: o.info.id.clone(),
             name: o.info.name.clone(),
             port,
             in_flight: o.in_flight.clone(),
             keep_alive_ms: o.keep_alive_ms.clone(),
+            wakes_pool,
         })
+    }
+
+    /// Arms every container of a quiet pool: the next request routed to any of them
+    /// sets [`Route::wakes_pool`]. A quiet pool's pass does not poll; requests are one of
+    /// the two loads it must not miss (the sampler reports the other, CPU and memory, by
+    /// triggering on a load-state change).
+    pub fn arm_wakes(&self, pool: &str) {
+        for o in self.read().of_pool(pool) {
+            o.wake_on_pick.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether every container of the pool is still armed: no request was routed to it
+    /// since [`ObservedStore::arm_wakes`] (a container seen since then was never armed,
+    /// and counts as touched).
+    pub fn wakes_armed(&self, pool: &str) -> bool {
+        self.read()
+            .of_pool(pool)
+            .all(|o| o.wake_on_pick.load(Ordering::Relaxed))
+    }
+
+    /// Disarms every container of the pool: it polls again, and requests need not wake it.
+    pub fn disarm_wakes(&self, pool: &str) {
+        for o in self.read().of_pool(pool) {
+            o.wake_on_pick.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Marks a container failed: it never became ready, or it stopped answering, or the
@@ -579,6 +617,7 @@ fn fresh(info: ContainerInfo, now: Instant) -> Observed {
         idle_since: None,
         in_flight: Arc::new(AtomicUsize::new(0)),
         keep_alive_ms: Arc::new(AtomicU64::new(0)),
+        wake_on_pick: Arc::new(AtomicBool::new(false)),
     }
 }
 

@@ -9,7 +9,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::*;
 
@@ -291,6 +291,64 @@ fn target_concurrency_scales_up_before_cpu_does() {
     for h in handles {
         assert_eq!(h.join().unwrap(), 200);
     }
+}
+
+/// A quiet pool (converged, its container idle and serving nothing) stops polling; the
+/// first request routed to it wakes its reconcile, so concurrency still scales it up
+/// within a poll interval or two, not at the 30 s resync.
+#[test]
+fn a_quiet_pool_that_stopped_polling_wakes_on_its_first_request() {
+    let yaml = pool_yaml("calm", 1, 4, "").replace(
+        "pollInterval: 500ms",
+        "pollInterval: 1s\n    targetConcurrency: 1\n    cooldownDuration: 60s",
+    );
+    let op = Operator::start("gw-quiet", &[("calm.yaml", yaml)]);
+    op.wait_converged("calm", 1, T);
+    eventually(T, "the pool says it is quiet", || {
+        op.pool_json("calm")["quiet"] == true
+    });
+    // Stopped polling: three poll intervals without a reconcile.
+    let still = op.reconciles("calm");
+    let mut since = Instant::now();
+    let mut last = still;
+    eventually(T, "3 s without a reconcile of the quiet pool", || {
+        let now = op.reconciles("calm");
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+        since.elapsed() >= Duration::from_secs(3)
+    });
+    let port = op.gateway_port;
+    let asked = Instant::now();
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                request(
+                    port,
+                    "GET",
+                    "/function/calm/cgi-bin/sleep?ms=8000",
+                    &[],
+                    b"",
+                )
+                .0
+            })
+        })
+        .collect();
+    // Without the wake, the next pass would come at the resync, up to 30 s after the
+    // pool fell asleep, and find the requests gone.
+    eventually(
+        Duration::from_secs(15),
+        "the quiet pool grows on concurrency",
+        || running(&op.instance, "calm").len() >= 3,
+    );
+    let woke_in = asked.elapsed();
+    let report = op.pool_json("calm");
+    assert_eq!(report["lastScale"]["reason"], "concurrency", "{report}");
+    assert_eq!(report["quiet"], false, "{report}");
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 200);
+    }
+    eprintln!("quiet pool: 3 containers running {woke_in:?} after the first request");
 }
 
 #[test]

@@ -558,6 +558,7 @@ spec:
                 to: 2,
             }),
             reconciles: 17,
+            quiet: false,
             events: status.events.into_iter().collect(),
         }
     }

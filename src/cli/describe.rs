@@ -193,7 +193,15 @@ pub fn render(r: &PoolReport, now: u64) -> String {
     if let Some(e) = &r.last_error {
         fields.push(("Last error", e.clone()));
     }
-    fields.push(("Reconciles", r.reconciles.to_string()));
+    let reconciles = if r.quiet {
+        format!(
+            "{} (quiet: no polling; a load change, a request or an edit wakes it)",
+            r.reconciles
+        )
+    } else {
+        r.reconciles.to_string()
+    };
+    fields.push(("Reconciles", reconciles));
 
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
     let mut out = String::new();

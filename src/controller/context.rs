@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::probe::Prober;
 use crate::runtime::Runtime;
 use crate::scheduler::Trigger;
-use crate::store::ObservedStore;
+use crate::store::{ObservedStore, Route};
 
 /// The state shared by the controller's tasks and its readers (admin API, gateway).
 pub struct Shared<R> {
@@ -182,6 +182,17 @@ impl<R> Shared<R> {
                 self.trigger.now(&pool);
             }
         }
+    }
+
+    /// The least-loaded ready container of `pool` (not `avoid`), its in-flight count
+    /// already raised for this request: the gateway's pick. The first request since a
+    /// quiet pool's last pass wakes the pool (its reconcile waits for no poll).
+    pub fn pick(&self, pool: &str, avoid: Option<&str>) -> Option<Route> {
+        let route = self.store.pick(pool, avoid)?;
+        if route.wakes_pool {
+            self.trigger.now(pool);
+        }
+        Some(route)
     }
 
     /// Adds (or with a negative delta, removes) requests waiting for a container of

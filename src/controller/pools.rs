@@ -33,6 +33,9 @@ pub(crate) struct PoolState {
     pub prepared: Option<String>,
     /// Requests waiting at the gateway.
     pub waiting: usize,
+    /// The last pass found the pool quiet and armed its containers' wakes
+    /// ([`crate::store::ObservedStore::arm_wakes`]).
+    pub wakes_armed: bool,
     /// Status for the admin API.
     pub status: PoolStatus,
     /// The pool was announced in the log.

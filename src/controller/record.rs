@@ -24,6 +24,9 @@ use crate::scheduler::Action;
 /// A pool that has run converged this long since its last container failure leaves
 /// CrashLoopBackOff (Kubernetes resets a container's backoff after 10 minutes of running).
 const CLEAN_RUN_RESETS_FAILURES: Duration = Duration::from_secs(600);
+/// How long a quiet pool waits for its next pass when nothing triggers it: a resync
+/// (like kube-runtime's), not the way it learns of load.
+const QUIET_RECHECK: Duration = Duration::from_secs(30);
 /// A pass never requeues sooner than this.
 const MIN_REQUEUE: Duration = Duration::from_millis(50);
 
@@ -77,6 +80,9 @@ pub(crate) fn finished<R>(ctx: &Shared<R>, pool: &str, result: Result<Action, Fa
     if matches!(&e, Failure::Runtime(r) if r.is_unavailable()) {
         ctx.health.docker(Err(e.to_string()));
     }
+    // A failed pass polls (with backoff): it is not quiet, and a request must not cut
+    // its backoff short.
+    not_quiet(ctx, pool);
     let (n, delay) = ctx.pool_state(pool, |s| {
         s.errors = s.errors.saturating_add(1);
         s.status.consecutive_errors = s.errors;
@@ -100,8 +106,18 @@ fn clear_errors(s: &mut PoolState) {
     s.status.last_error = None;
 }
 
+/// The pool's pass did not find it quiet: it polls, and its wakes are disarmed.
+fn not_quiet<R>(ctx: &Shared<R>, pool: &str) {
+    ctx.pool_state(pool, |s| {
+        s.wakes_armed = false;
+        s.status.quiet = false;
+    });
+    ctx.store.disarm_wakes(pool);
+}
+
 /// A pool no valid manifest declares and that may not be pruned: say why.
 pub(crate) fn undeclared<R>(ctx: &Shared<R>, pool: &str, manifest_error: Option<String>) {
+    not_quiet(ctx, pool);
     if let Some(err) = manifest_error {
         ctx.pool_state(pool, |s| s.status.manifest_error = Some(err));
     }
@@ -112,6 +128,8 @@ pub(crate) fn undeclared<R>(ctx: &Shared<R>, pool: &str, manifest_error: Option<
 /// spec, scale up or down, at max, crash loop).
 pub(crate) fn decided<R>(ctx: &Shared<R>, s: &Snapshot, d: &Decision) {
     commit(ctx, &s.pool, &d.memory);
+    // Until this pass concludes (it may end early, on an error or a shutdown).
+    ctx.pool_state(&s.pool, |state| state.status.quiet = false);
     ctx.pool_state(&s.pool, |state| record_decision(ctx, s, d, state));
 }
 
@@ -253,6 +271,7 @@ pub(crate) fn happened<R>(ctx: &Shared<R>, s: &Snapshot, d: &Decision, h: Happen
 
 /// A pool no manifest declares any more is about to be pruned.
 pub(crate) fn pruning<R>(ctx: &Shared<R>, pool: &str) {
+    not_quiet(ctx, pool);
     let containers = ctx.store.pool(pool);
     let n = containers.len();
     // Said once: a later pass that finds them all draining says nothing again.
@@ -293,20 +312,79 @@ fn log_removal(pool: &str, name: &str, why: RemoveReason, scaled: Reason) {
 /// the crash-loop reset after a clean run, and when to look again.
 fn conclude<R>(ctx: &Shared<R>, pool: &str, spec: &EffectiveSpec, now: Instant) -> Action {
     let views = ctx.store.views(pool);
-    let create_not_before = ctx.pool_state(pool, |s| {
+    let untouched = ctx.store.wakes_armed(pool);
+    let (create_not_before, cooled_at, wakes) = ctx.pool_state(pool, |s| {
         // This pass succeeded: an earlier pass's error is history, not a condition.
         clear_errors(s);
         set_conditions(s, &views, spec, now);
-        s.create_not_before
+        let wakes = Wakes::after(s.wakes_armed, untouched, is_quiet(s, &views, spec, now));
+        s.wakes_armed = wakes != Wakes::Disarm;
+        let cooled_at = s
+            .last_scale_up
+            .and_then(|t| t.checked_add(spec.scaling.cooldown_duration));
+        (s.create_not_before, cooled_at, wakes)
     });
     let mut after = spec.scaling.poll_interval;
+    ctx.pool_state(pool, |s| s.status.quiet = wakes == Wakes::Sleep);
+    match wakes {
+        Wakes::Disarm => ctx.store.disarm_wakes(pool),
+        Wakes::Arm => ctx.store.arm_wakes(pool),
+        Wakes::Sleep => after = QUIET_RECHECK,
+    }
     if let Some(d) = scaler::next_idle_deadline(spec, &views, now) {
         after = after.min(d);
     }
-    if let Some(t) = create_not_before.filter(|t| *t > now) {
-        after = after.min(t - now);
+    for t in [create_not_before, cooled_at].into_iter().flatten() {
+        if t > now {
+            after = after.min(t - now);
+        }
     }
     Action::requeue(after.max(MIN_REQUEUE))
+}
+
+/// What a pass does with its pool's wakes, and so whether it polls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wakes {
+    /// Not quiet, or a request came since the wakes were armed: poll, and arm nothing
+    /// (a pool serving now and then must not take a pass per request).
+    Disarm,
+    /// Quiet: arm the wakes and poll once more, to see a whole poll interval pass
+    /// without a request.
+    Arm,
+    /// Quiet for a poll interval with the wakes armed and untouched: stop polling.
+    /// Only a deadline, a trigger (a load-state change, a request, a Docker event, a
+    /// manifest) or [`QUIET_RECHECK`] brings the next pass.
+    Sleep,
+}
+
+impl Wakes {
+    fn after(armed: bool, untouched: bool, quiet: bool) -> Wakes {
+        match (quiet, armed, untouched) {
+            (false, _, _) | (true, true, false) => Wakes::Disarm,
+            (true, false, _) => Wakes::Arm,
+            (true, true, true) => Wakes::Sleep,
+        }
+    }
+}
+
+/// Whether nothing about the pool can change without a trigger: converged on its spec,
+/// every container ready, sampled, idle and serving nothing, no request waiting or
+/// recently in flight, no failure being counted. Time alone changes only its idle and
+/// cooldown deadlines, which [`conclude`] requeues for.
+fn is_quiet(s: &PoolState, views: &[ContainerView], spec: &EffectiveSpec, now: Instant) -> bool {
+    let target = s.replicas.unwrap_or(spec.scaling.min);
+    s.failures == 0
+        && s.create_not_before.is_none_or(|t| t <= now)
+        && s.waiting == 0
+        && s.in_flight_peaks.iter().all(|(_, n)| *n == 0)
+        && views.len() == target
+        && views.iter().all(|v| {
+            v.phase == Phase::Ready
+                && v.spec_hash == spec.spec_hash
+                && v.in_flight == 0
+                && v.usage
+                    .is_some_and(|u| scaler::classify(spec, u) == scaler::LoadState::Idle)
+        })
 }
 
 fn set_conditions(s: &mut PoolState, views: &[ContainerView], spec: &EffectiveSpec, now: Instant) {
@@ -366,5 +444,124 @@ fn degraded(s: &PoolState, now: Instant) -> (bool, &'static str, String) {
         (true, "AtMaxCapacity", message)
     } else {
         (false, "AsExpected", String::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{FunctionPool, FunctionPoolSpec, ObjectMeta, Scaling, ScalingDefaults};
+    use crate::scaler::Usage;
+
+    fn spec() -> EffectiveSpec {
+        FunctionPool {
+            api_version: "invok.dev/v1alpha1".into(),
+            kind: "FunctionPool".into(),
+            metadata: ObjectMeta {
+                name: "web".into(),
+                ..Default::default()
+            },
+            spec: FunctionPoolSpec {
+                image: "img".into(),
+                scaling: Some(Scaling {
+                    min_containers: Some(2),
+                    max_containers: Some(4),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        }
+        .validate(&ScalingDefaults::default())
+        .unwrap()
+    }
+
+    fn idle(spec: &EffectiveSpec, id: &str) -> ContainerView {
+        ContainerView {
+            id: id.into(),
+            spec_hash: spec.spec_hash.clone(),
+            phase: Phase::Ready,
+            created: Instant::now(),
+            usage: Some(Usage { cpu: 0.0, rss: 1 }),
+            idle_since: Some(Instant::now()),
+            in_flight: 0,
+            pinned: false,
+        }
+    }
+
+    #[test]
+    fn a_pool_stops_polling_only_after_a_whole_quiet_interval_without_a_request() {
+        use Wakes::{Arm, Disarm, Sleep};
+        // (armed last pass, untouched since, quiet now) -> what this pass does.
+        for (armed, untouched, quiet, want) in [
+            (false, false, false, Disarm),
+            (false, true, false, Disarm),
+            (true, true, false, Disarm),
+            (true, false, false, Disarm),
+            (false, false, true, Arm),
+            (false, true, true, Arm),
+            // A request came since the wakes were armed: poll once before arming again,
+            // so a pool served now and then takes at most two passes per poll interval.
+            (true, false, true, Disarm),
+            (true, true, true, Sleep),
+        ] {
+            assert_eq!(
+                Wakes::after(armed, untouched, quiet),
+                want,
+                "{armed} {untouched} {quiet}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_converged_idle_pool_serving_nothing_is_quiet() {
+        let spec = spec();
+        let now = Instant::now();
+        let calm = || PoolState {
+            replicas: Some(2),
+            ..Default::default()
+        };
+        let pool = [idle(&spec, "a"), idle(&spec, "b")];
+        assert!(is_quiet(&calm(), &pool, &spec, now));
+
+        let mut v = pool.clone();
+        v[1].in_flight = 1;
+        assert!(!is_quiet(&calm(), &v, &spec, now), "serving a request");
+        v = pool.clone();
+        v[1].usage = Some(Usage { cpu: 0.5, rss: 1 });
+        assert!(!is_quiet(&calm(), &v, &spec, now), "a container not idle");
+        v[1].usage = None;
+        assert!(
+            !is_quiet(&calm(), &v, &spec, now),
+            "a container not sampled yet"
+        );
+        v = pool.clone();
+        v[1].phase = Phase::Starting;
+        assert!(!is_quiet(&calm(), &v, &spec, now), "a container starting");
+        v = pool.clone();
+        v[1].spec_hash = "old".into();
+        assert!(!is_quiet(&calm(), &v, &spec, now), "rolling out a new spec");
+        assert!(
+            !is_quiet(&calm(), &pool[..1], &spec, now),
+            "below the target"
+        );
+
+        let mut s = calm();
+        s.replicas = Some(3);
+        assert!(!is_quiet(&s, &pool, &spec, now), "the target differs");
+        s = calm();
+        s.failures = 1;
+        assert!(!is_quiet(&s, &pool, &spec, now), "counting crashes");
+        s = calm();
+        s.waiting = 1;
+        assert!(!is_quiet(&s, &pool, &spec, now), "a request waiting");
+        s = calm();
+        s.in_flight_peaks.push_back((now, 2));
+        assert!(
+            !is_quiet(&s, &pool, &spec, now),
+            "requests in flight recently"
+        );
+        s = calm();
+        s.create_not_before = Some(now + Duration::from_secs(5));
+        assert!(!is_quiet(&s, &pool, &spec, now), "backing off");
     }
 }

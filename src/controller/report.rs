@@ -124,6 +124,10 @@ pub struct PoolReport {
     pub last_scale: Option<ScaleEvent>,
     /// Reconciles run since the operator started.
     pub reconciles: u64,
+    /// The pool is quiet and its reconciles stopped polling (see
+    /// [`super::status::PoolStatus::quiet`]); `false` from an operator that predates it.
+    #[serde(default)]
+    pub quiet: bool,
     /// Recent events, oldest first.
     pub events: Vec<Event>,
 }
@@ -229,6 +233,7 @@ impl<R> Shared<R> {
             observed_spec_hashes: hashes,
             last_scale: status.last_scale.clone(),
             reconciles: status.reconciles,
+            quiet: status.quiet,
             events: status.events.iter().cloned().collect(),
         })
     }

@@ -83,6 +83,10 @@ pub struct PoolStatus {
     pub manifest_error: Option<String>,
     /// Reconciles run for this pool since the operator started.
     pub reconciles: u64,
+    /// The pool is quiet (converged, every container idle and serving nothing) and its
+    /// reconciles stopped polling: they wait for a trigger (a load-state change, a
+    /// request, a Docker event, a manifest change), a deadline or the 30 s resync.
+    pub quiet: bool,
     /// Consecutive failed reconciles.
     pub consecutive_errors: u32,
     /// Containers that failed since the pool last ran cleanly.

@@ -155,7 +155,7 @@ async fn acquire<R: Runtime>(gw: &Gateway<R>, pool: &str) -> Option<Route> {
         let notified = store.ready_changed();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if let Some(route) = store.pick(pool, None) {
+        if let Some(route) = gw.shared.pick(pool, None) {
             return Some(route);
         }
         if waiting.is_none() {
@@ -340,7 +340,7 @@ async fn pick_route<R: Runtime>(
     avoid: Option<&str>,
 ) -> Result<Route, Response> {
     match avoid {
-        Some(failed) => gw.shared.store.pick(pool, Some(failed)).ok_or_else(|| {
+        Some(failed) => gw.shared.pick(pool, Some(failed)).ok_or_else(|| {
             error(
                 StatusCode::BAD_GATEWAY,
                 format!("a container of {pool:?} refused the connection and no other is ready"),

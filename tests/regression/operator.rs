@@ -39,14 +39,17 @@ fn running_ids(op: &Operator, pool: &str) -> Vec<String> {
         .collect()
 }
 
-/// Waits until the operator reconciled `pool` `n` more times, or the pool's running
-/// containers differ from `before` (then the caller's assertion says what went wrong,
-/// instead of a timeout on a pool that may have been dropped).
+/// Waits until the operator reconciled `pool` `n` more times (or once, and found it
+/// quiet: then it stopped polling, and nothing changes until something wakes it), or
+/// the pool's running containers differ from `before` (then the caller's assertion says
+/// what went wrong, instead of a timeout on a pool that may have been dropped).
 fn wait_reconciles_or_change(op: &Operator, pool: &str, n: u64, before: &[String]) {
     let start = op.reconciles(pool);
-    eventually(T, &format!("{n} more reconciles of {pool}"), || {
-        op.reconciles(pool) >= start + n || running_ids(op, pool) != before
-    });
+    eventually(
+        LOOK_TIMEOUT,
+        &format!("{n} more reconciles of {pool}"),
+        || op.looked_at(pool, start, n) || running_ids(op, pool) != before,
+    );
 }
 
 /// A user lowered a pool from `minContainers: 2` to `minContainers: 0, maxContainers: 1`

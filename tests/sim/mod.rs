@@ -42,6 +42,10 @@
 //!   once (and whose next probe fails once) is ready again 3 s later.
 //! - `observed-state-never-goes-back`: a container the store saw running is not
 //!   `created` again while it still runs.
+//! - `requests-wake-the-pool`: after a quiet period has converged and every pool has had
+//!   time to stop polling, a request to each pool that did (its status says `quiet`)
+//!   brings a reconcile of it within [`WAKE_BOUND`] (a quiet pool learns of requests
+//!   only so).
 //!
 //! Not checked, for want of a hook: one reconcile at a time per pool (a per-pool
 //! in-flight count on `Shared` would do), and scale from zero (the gateway's
@@ -92,6 +96,12 @@ const BOUND_WINDOW: Duration = Duration::from_secs(120);
 const QUIET_DEADLINE: Duration = Duration::from_secs(600);
 /// How often convergence is looked at during a quiet period.
 const QUIET_TICK: Duration = Duration::from_secs(2);
+/// A request to a pool that stopped polling brings a reconcile of it within this much
+/// (one look of the quiet period: the wake runs the pass at once, and no poll or resync
+/// comes that soon).
+const WAKE_BOUND: Duration = QUIET_TICK;
+/// The longest poll interval the steps set.
+const MAX_POLL: Duration = Duration::from_secs(5);
 /// SIGTERM must end the operator within this much virtual time.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(5);
 
@@ -370,6 +380,9 @@ struct Sim {
     removes_seen: Vec<invok::runtime::memory::RemoveCall>,
     /// Requests held in flight, as the gateway holds them: the route and until when.
     held: Vec<(invok::store::Route, Instant, Instant)>,
+    /// Requests routed to a quiet pool: the pool, its reconcile count then, and when.
+    /// Each must bring a reconcile within [`WAKE_BOUND`].
+    woken: Vec<(&'static str, u64, Instant)>,
     /// Directory contents read before, and what `load_dir` made of them.
     reads_seen: BTreeMap<Vec<(&'static str, Vec<u8>)>, invok::manifest::ManifestSet>,
 }
@@ -418,6 +431,7 @@ impl Sim {
             reads_seen: BTreeMap::new(),
             removes_seen: Vec::new(),
             held: Vec::new(),
+            woken: Vec::new(),
             store_running: BTreeSet::new(),
         }
     }
@@ -965,7 +979,7 @@ impl Sim {
                 let shared = self.shared().clone();
                 let now = Instant::now();
                 for _ in 0..*n {
-                    if let Some(route) = shared.store.pick(POOLS[*pool], None) {
+                    if let Some(route) = shared.pick(POOLS[*pool], None) {
                         self.held.push((route, now, now + *hold));
                     }
                 }
@@ -1206,7 +1220,7 @@ impl Sim {
             self.advance(QUIET_TICK).await?;
             let problems = self.convergence_problems(&before);
             if problems.is_empty() {
-                return Ok(());
+                return self.wake_quiet_pools().await;
             }
             if Instant::now() >= deadline {
                 return fail(
@@ -1218,6 +1232,42 @@ impl Sim {
                 );
             }
         }
+    }
+
+    /// After convergence: once every pool has had time to stop polling (two of the
+    /// longest poll intervals), one request to each declared pool that did (its status
+    /// says `quiet`) must bring a reconcile of it within [`WAKE_BOUND`]
+    /// (`requests-wake-the-pool`).
+    async fn wake_quiet_pools(&mut self) -> Check {
+        self.advance(2 * MAX_POLL + QUIET_TICK).await?;
+        let shared = self.shared().clone();
+        let now = Instant::now();
+        for pool in POOLS {
+            // Pools whose convergence was checked whole (so a reconcile finished since the
+            // faults ended: none is still hung on a call from before). The gateway routes
+            // to declared pools only.
+            let checked = matches!(
+                self.dir.expect(pool),
+                Expect::Valid(_) | Expect::Kept { .. }
+            ) && self.known.contains_key(pool);
+            let asleep = shared.pool_status(pool).is_some_and(|s| s.quiet);
+            if !checked || !asleep || !shared.desired().pools.contains_key(pool) {
+                continue;
+            }
+            let Some(route) = shared.pick(pool, None) else {
+                continue;
+            };
+            route
+                .in_flight
+                .fetch_sub(1, std::sync::atomic::Ordering::Release);
+            let reconciles = shared.pool_status(pool).map_or(0, |s| s.reconciles);
+            self.woken.push((pool, reconciles, now));
+        }
+        while !self.woken.is_empty() {
+            self.advance(QUIET_TICK).await?;
+            self.requests_woke_their_pools()?;
+        }
+        Ok(())
     }
 
     fn convergence_problems(&mut self, reconciles_before: &BTreeMap<&str, u64>) -> Vec<String> {
@@ -1408,6 +1458,27 @@ impl Sim {
         }
         self.release_held(Some(Instant::now()));
         Ok(())
+    }
+
+    /// `requests-wake-the-pool`: every request of [`Sim::wake_quiet_pools`] brought a
+    /// reconcile of its pool within [`WAKE_BOUND`] (looked at every [`QUIET_TICK`]).
+    fn requests_woke_their_pools(&mut self) -> Check {
+        let now = Instant::now();
+        let shared = self.shared().clone();
+        let reconciles = |pool: &str| shared.pool_status(pool).map_or(0, |s| s.reconciles);
+        self.woken
+            .retain(|(pool, before, _)| reconciles(pool) == *before);
+        match self.woken.iter().find(|(_, _, at)| now - *at > WAKE_BOUND) {
+            Some((pool, before, at)) => fail(
+                "requests-wake-the-pool",
+                format!(
+                    "a request was routed to quiet pool {pool} at {:?}, and {:?} later it had still finished no reconcile since ({before} before)",
+                    *at - self.t0,
+                    now - *at
+                ),
+            ),
+            None => Ok(()),
+        }
     }
 
     /// Pools whose file exists with errors and whose spec this operator never read:

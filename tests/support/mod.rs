@@ -101,6 +101,10 @@ pub fn pool_yaml(name: &str, min: u32, max: u32, extra_spec: &str) -> String {
     )
 }
 
+/// How long [`Operator::wait_reconciles`] waits: more than the operator's 30 s resync of
+/// a quiet pool that nothing wakes.
+pub const LOOK_TIMEOUT: Duration = Duration::from_secs(45);
+
 /// A container as `docker ps` shows it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ctr {
@@ -492,15 +496,27 @@ impl Operator {
             .unwrap_or(0)
     }
 
-    /// Waits until the operator has looked at `pool` `n` more times: the way to let
-    /// "nothing happens" be observed without a fixed sleep.
+    /// Waits until the operator has looked at `pool` `n` more times (see
+    /// [`Operator::looked_at`]): the way to let "nothing happens" be observed without a
+    /// fixed sleep.
     pub fn wait_reconciles(&self, pool: &str, n: u64) {
         let start = self.reconciles(pool);
         eventually(
-            Duration::from_secs(30),
+            LOOK_TIMEOUT,
             &format!("{n} more reconciles of {pool}"),
-            || self.reconciles(pool) >= start + n,
+            || self.looked_at(pool, start, n),
         );
+    }
+
+    /// Whether the operator reconciled `pool` `n` times since its count was `start`, or
+    /// twice and found it quiet: a quiet pool stops polling, and until something wakes it
+    /// (load, a request, an event, an edit) more reconciles would see the same. Twice,
+    /// because the first may have begun before an edit the caller just wrote was read
+    /// (the watcher's debounce); the second began after it, or was woken by it.
+    pub fn looked_at(&self, pool: &str, start: u64, n: u64) -> bool {
+        let report = self.get_json(&format!("/api/v1/pools/{pool}"));
+        let reconciles = report["reconciles"].as_u64().unwrap_or(0);
+        reconciles >= start + n || (reconciles >= start + 2 && report["quiet"] == true)
     }
 
     /// Waits until the pool has exactly `n` running containers, all ready per the operator.
