@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: makes Docker answer, builds the demo image, then
 # checks formatting, lints, and runs every test (unit, property, real-Docker integration,
-# chaos, doc tests), builds every example, then a 2-minute soak and a bounded fuzz run.
+# chaos, the dashboard in a browser, doc tests), builds every example, then a 2-minute
+# soak, a bounded fuzz run, the Kubernetes exports, the metrics and the monitoring/ rules
+# and dashboard against promtool.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 bash scripts/docker-up.sh
 bash scripts/build-demo-image.sh >/dev/null
+# The dashboard's browser test (tests/dashboard.rs): Debian's chromium, node and
+# playwright-core, installed once.
+bash scripts/browser-setup.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -56,4 +61,24 @@ if ! promtool check metrics < "$metrics_snapshot"; then
     exit 1
 fi
 echo "promtool: $(grep -c '^# TYPE' "$metrics_snapshot") metric families, no problems"
+echo "== monitoring/: alert rules and the Grafana dashboard"
+promtool check rules monitoring/alerts.yaml
+(cd monitoring && promtool test rules alerts.test.yaml)
+# Every metric a rule or the Grafana dashboard queries is one the operator serves (a
+# renamed metric would leave an alert that never fires, a panel that stays empty).
+for name in $(grep -v '^ *#' monitoring/alerts.yaml monitoring/grafana-dashboard.json | grep -oE 'invok_[a-z_]+' | sort -u); do
+    family=${name%_bucket}
+    family=${family%_total}
+    if ! grep -q "^# TYPE $family " "$metrics_snapshot"; then
+        echo "monitoring/ queries $name, which /metrics does not serve" >&2
+        exit 1
+    fi
+done
+# Every query of the dashboard parses as PromQL (promtool checks a rule file of them,
+# its variable $pool given a value).
+dashboard_rules="$(mktemp --suffix=.yaml)"
+python3 scripts/dashboard-queries.py monitoring/grafana-dashboard.json > "$dashboard_rules"
+promtool check rules "$dashboard_rules"
+rm -f "$dashboard_rules"
+echo "monitoring: $(grep -c '^ *- alert:' monitoring/alerts.yaml) alert rules (their tests pass), the Grafana dashboard's queries parse, every metric they query is served"
 rm -f "$metrics_snapshot"

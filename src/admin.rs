@@ -1,12 +1,15 @@
 //! The admin API: status for people and scripts, health for supervisors.
 //!
-//! `GET /status` is the seed's document; `GET /api/v1/pools[/{name}]` the detailed
-//! reports; `GET /metrics` the Prometheus metrics ([`crate::metrics`]); `GET /healthz`
+//! `GET /` is the dashboard page; `GET /status` the seed's document;
+//! `GET /api/v1/pools[/{name}]` the detailed reports; `GET /api/v1/history` the
+//! dashboard's samples ([`crate::history`]); `GET /metrics` the Prometheus metrics
+//! ([`crate::metrics`]); `GET /healthz`
 //! says the process lives; `GET /readyz` says the manifests were read and Docker answers
 //! (503 with the reason otherwise). Read-only: nothing here can change a pool.
 //!
 //! With an [`AdminToken`] (`invok run --admin-token`, required off loopback), every
-//! endpoint but `/healthz` and `/readyz` (what supervisors and load balancers probe)
+//! endpoint but `/healthz`, `/readyz` (what supervisors and load balancers probe) and
+//! the static page `/`
 //! wants `Authorization: Bearer <token>`; anything else gets `401` with
 //! `WWW-Authenticate: Bearer` and the usual `{"error": ...}` body. The token is kept as
 //! its SHA-256 digest and compared in constant time; it is never logged nor printed.
@@ -35,6 +38,8 @@ pub fn router<R: Runtime>(shared: Arc<Shared<R>>) -> Router {
         .route("/api/v1/pools", get(pools::<R>))
         .route("/api/v1/pools/{name}", get(pool::<R>))
         .route("/metrics", get(metrics::<R>))
+        .route("/", get(dashboard))
+        .route("/api/v1/history", get(history::<R>))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(shared)
 }
@@ -61,8 +66,10 @@ pub async fn serve<R: Runtime>(
 }
 
 /// The endpoints a token never guards: liveness and readiness, which supervisors and
-/// load balancers probe without credentials, and which say nothing about the pools.
-pub const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+/// load balancers probe without credentials, and the dashboard page, which a browser
+/// loads without a header (its script sends the token); none says anything about the
+/// pools.
+pub const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/"];
 
 /// The bearer token the admin API requires (`invok run --admin-token`).
 ///
@@ -239,6 +246,31 @@ async fn pools<R: Runtime>(State(shared): State<Arc<Shared<R>>>) -> Response {
         "dockerReachable": h.docker_status().0,
     });
     Json(json!({ "pools": reports, "operator": operator })).into_response()
+}
+
+/// The dashboard page (`GET /`): static, embedded, fetching nothing from elsewhere. It
+/// holds no data of its own; its script reads `/api/v1/history` and `/api/v1/pools`
+/// (with the admin token from the page's `#token=` fragment when one is set).
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("dashboard.html"),
+    )
+        .into_response()
+}
+
+/// Every pool's samples over the dashboard's window, oldest first.
+async fn history<R: Runtime>(State(shared): State<Arc<Shared<R>>>) -> Response {
+    let h = shared.history.lock().unwrap_or_else(|e| e.into_inner());
+    Json(json!({
+        "windowSeconds": crate::history::WINDOW.as_secs(),
+        "sampleEverySeconds": crate::history::SAMPLE_EVERY.as_secs(),
+        "pools": h.pools(),
+    }))
+    .into_response()
 }
 
 async fn pool<R: Runtime>(

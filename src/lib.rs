@@ -78,6 +78,7 @@ pub mod controller;
 pub mod export;
 pub mod facade;
 pub mod gateway;
+pub mod history;
 pub mod http;
 pub mod lock;
 pub mod manifest;

@@ -68,6 +68,8 @@ pub struct Observed {
     /// request routed here wakes the pool, which then stops waiting for its quiet recheck
     /// (shared with the gateway).
     pub wake_on_pick: Arc<AtomicBool>,
+    /// Requests routed to it so far (the dashboard's requests per second).
+    pub served: Arc<AtomicU64>,
 }
 
 impl Observed {
@@ -460,6 +462,7 @@ impl ObservedStore {
                     .unwrap_or(std::cmp::Ordering::Equal)
             })?;
         o.in_flight.fetch_add(1, Ordering::Relaxed);
+        o.served.fetch_add(1, Ordering::Relaxed);
         // A load first: the swap (a write to a shared line) only on the one request
         // that finds it armed.
         let wakes_pool =
@@ -618,6 +621,7 @@ fn fresh(info: ContainerInfo, now: Instant) -> Observed {
         in_flight: Arc::new(AtomicUsize::new(0)),
         keep_alive_ms: Arc::new(AtomicU64::new(0)),
         wake_on_pick: Arc::new(AtomicBool::new(false)),
+        served: Arc::new(AtomicU64::new(0)),
     }
 }
 

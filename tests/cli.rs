@@ -667,7 +667,13 @@ fn with_an_admin_token_the_admin_api_and_its_clients_require_it() {
     });
     assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
     assert_ne!(http_get(port, "/readyz").unwrap().0, 401);
-    for path in ["/status", "/api/v1/pools", "/api/v1/pools/web", "/metrics"] {
+    for path in [
+        "/status",
+        "/api/v1/pools",
+        "/api/v1/pools/web",
+        "/api/v1/history",
+        "/metrics",
+    ] {
         let (code, head, body) = http_get_with(port, path, &[]).unwrap();
         assert_eq!(code, 401, "{path}");
         assert!(

@@ -41,6 +41,8 @@ pub struct Shared<R> {
     pub(crate) pools: Pools,
     /// Asks the relist loop to list now (a Docker event arrived).
     pub(crate) relist_now: tokio::sync::Notify,
+    /// The dashboard's recent history of every pool ([`crate::history`]).
+    pub history: crate::history::SharedHistory,
     /// Set when shutdown begins: no Docker call that creates or removes a container
     /// starts after it (containers are left as they are).
     stopping: AtomicBool,
@@ -78,6 +80,7 @@ impl<R: Runtime> Shared<R> {
             prober,
             pools: Pools::default(),
             relist_now: tokio::sync::Notify::new(),
+            history: crate::history::SharedHistory::default(),
             stopping: AtomicBool::new(false),
         }
     }

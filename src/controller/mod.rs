@@ -103,6 +103,7 @@ impl<R: Runtime> Controller<R> {
             }),
             shared.trigger.clone(),
         ));
+        tasks.spawn(crate::history::run(shared.clone(), shared.history.clone()));
         let s = shared.clone();
         let stopping = shared.clone();
         let shutdown = async move {

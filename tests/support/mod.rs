@@ -254,13 +254,21 @@ pub fn http_get_with(
 /// Runs `cmd` to its end with stdout and stderr in files: (exit code, stderr). Kills it
 /// and fails the test when it is still running after `limit`.
 pub fn run_within(cmd: &mut Command, limit: Duration) -> (Option<i32>, String) {
+    let (code, _, err) = run_capturing(cmd, limit);
+    (code, err)
+}
+
+/// Runs `cmd` to its end: (exit code, stdout, stderr). Kills it and fails the test when
+/// it is still running after `limit`.
+pub fn run_capturing(cmd: &mut Command, limit: Duration) -> (Option<i32>, String, String) {
+    let out = tempfile::NamedTempFile::new().unwrap();
     let err = tempfile::NamedTempFile::new().unwrap();
     let mut child = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(out.reopen().unwrap())
         .stderr(err.reopen().unwrap())
         .spawn()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -278,6 +286,7 @@ pub fn run_within(cmd: &mut Command, limit: Duration) -> (Option<i32>, String) {
     };
     (
         status.code(),
+        std::fs::read_to_string(out.path()).unwrap_or_default(),
         std::fs::read_to_string(err.path()).unwrap_or_default(),
     )
 }
