@@ -27,6 +27,7 @@ pub mod config;
 pub mod context;
 pub mod desired;
 pub mod health;
+mod history;
 mod inputs;
 mod pass;
 mod pools;
@@ -103,7 +104,7 @@ impl<R: Runtime> Controller<R> {
             }),
             shared.trigger.clone(),
         ));
-        tasks.spawn(crate::history::run(shared.clone(), shared.history.clone()));
+        tasks.spawn(history::run(shared.clone(), shared.history.clone()));
         let s = shared.clone();
         let stopping = shared.clone();
         let shutdown = async move {
