@@ -66,7 +66,7 @@ promtool check rules monitoring/alerts.yaml
 (cd monitoring && promtool test rules alerts.test.yaml)
 # Every metric a rule or the Grafana dashboard queries is one the operator serves (a
 # renamed metric would leave an alert that never fires, a panel that stays empty).
-for name in $(grep -v '^ *#' monitoring/alerts.yaml monitoring/grafana-dashboard.json | grep -oE 'invok_[a-z_]+' | sort -u); do
+for name in $(grep -hv '^ *#' monitoring/alerts.yaml monitoring/grafana-dashboard.json | grep -oE 'invok_[a-z_]+' | sort -u); do
     family=${name%_bucket}
     family=${family%_total}
     if ! grep -q "^# TYPE $family " "$metrics_snapshot"; then

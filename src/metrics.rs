@@ -186,6 +186,18 @@ fn state_index(state: &str) -> usize {
         .expect("a known state")
 }
 
+/// The scale events a pool's counters start with (at 0): every direction and reason a
+/// change of the replica target can have.
+const SCALE_SERIES: [(&str, Reason); 7] = [
+    ("up", Reason::Cpu),
+    ("up", Reason::Memory),
+    ("up", Reason::Concurrency),
+    ("up", Reason::Demand),
+    ("up", Reason::BelowMin),
+    ("down", Reason::Idle),
+    ("down", Reason::AboveMax),
+];
+
 /// The label value of a scaling reason (snake case, as Prometheus labels usually are).
 pub fn reason_label(reason: Reason) -> &'static str {
     match reason {
@@ -370,6 +382,20 @@ impl Metrics {
             }
         }
         self.reconcile_duration.observe(seconds);
+        // Counters exist from the pool's first reconcile, at 0: `increase()` over a
+        // series that first appears at 1 reads 0, and an alert on it would miss the
+        // first panic or scale event.
+        let labels = PoolLabels {
+            pool: pool.to_string(),
+        };
+        drop(self.reconcile_panics.get_or_create(&labels));
+        for (direction, reason) in SCALE_SERIES {
+            drop(self.scale_events.get_or_create(&ScaleLabels {
+                pool: pool.to_string(),
+                direction,
+                reason: reason_label(reason),
+            }));
+        }
     }
 
     /// Counts a reconcile of `pool` that panicked (it also counts as an error).
@@ -583,6 +609,7 @@ mod tests {
             ("invok_manifest_errors", "gauge"),
             ("invok_scale_events_total", "counter"),
             ("invok_reconcile_total", "counter"),
+            ("invok_reconcile_panics_total", "counter"),
             ("invok_reconcile_duration_seconds", "histogram"),
             ("invok_reconcile_queue_depth", "gauge"),
             ("invok_docker_api_errors_total", "counter"),
@@ -595,7 +622,7 @@ mod tests {
                 "{name} in\n{text}"
             );
         }
-        assert_eq!(t.len(), 17, "{text}");
+        assert_eq!(t.len(), 18, "{text}");
     }
 
     #[test]
@@ -608,6 +635,18 @@ mod tests {
             assert!(text.contains(&line), "{line} in\n{text}");
         }
         assert!(text.contains(r#"invok_reconcile_total{pool="web",result="error"} 0"#));
+        // So that `increase()`, and the alerts on it, see the first panic and scale.
+        assert!(
+            text.contains(r#"invok_reconcile_panics_total{pool="web"} 0"#),
+            "{text}"
+        );
+        for (direction, reason) in SCALE_SERIES {
+            let line = format!(
+                "invok_scale_events_total{{pool=\"web\",direction=\"{direction}\",reason=\"{}\"}} 0",
+                reason_label(reason)
+            );
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
     }
 
     #[test]

@@ -557,6 +557,12 @@ impl ObservedStore {
         v
     }
 
+    /// Calls `f` on each container of `pool` under the store's read lock, copying none
+    /// (the dashboard's sampler; `f` must be quick and must not call the store).
+    pub fn for_each_in(&self, pool: &str, f: impl FnMut(&Observed)) {
+        self.read().of_pool(pool).for_each(f);
+    }
+
     /// Scaler views of one pool's containers.
     pub fn views(&self, pool: &str) -> Vec<ContainerView> {
         self.pool(pool).iter().map(Observed::view).collect()

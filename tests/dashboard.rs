@@ -77,12 +77,16 @@ fn the_dashboard_shows_each_pool_with_charts_and_a_scale_up_without_a_reload() {
         seen["after"].as_str().unwrap().starts_with("2 ready"),
         "{seen}"
     );
+    assert_eq!(
+        seen["pools"],
+        serde_json::json!(["api", "web"]),
+        "every pool on the page"
+    );
     let png = std::fs::read(&shot).unwrap();
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
         "a screenshot at {shot:?}"
     );
-    // Both pools are on the page (the script looked for web; api is in the same list).
     let history = op.get_json("/api/v1/history");
     for pool in ["web", "api"] {
         let samples = history["pools"][pool].as_array().expect("samples");
@@ -120,8 +124,32 @@ fn the_history_follows_a_pool_and_the_page_is_served_whole_without_a_token() {
             .and_then(|s| s.last())
             .is_some_and(|s| s["ready"] == 2 && s["desired"] == 2)
     });
+    // Requests through the gateway show as requests per second in the next sample.
+    for _ in 0..20 {
+        assert_eq!(http_get(op.gateway_port, "/function/web/").unwrap().0, 200);
+    }
+    eventually(T, "requests per second in the history", || {
+        let (_, _, body) = http_get_with(op.admin_port, "/api/v1/history", &auth).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["pools"]["web"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["rps"].as_f64() > Some(0.0)))
+    });
     let (_, _, body) = http_get_with(op.admin_port, "/api/v1/history", &auth).unwrap();
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    // Each rate times its sample's interval (t is in ms) counts the requests back.
+    let samples = v["pools"]["web"].as_array().unwrap();
+    let routed: f64 = samples
+        .windows(2)
+        .map(|w| {
+            let dt = (w[1]["t"].as_f64().unwrap() - w[0]["t"].as_f64().unwrap()) / 1000.0;
+            w[1]["rps"].as_f64().unwrap() * dt
+        })
+        .sum();
+    assert!(
+        (19.0..=21.0).contains(&routed),
+        "20 requests over the samples: {v}"
+    );
     assert_eq!(v["windowSeconds"], 900);
     assert_eq!(v["sampleEverySeconds"], 2);
     let samples = v["pools"]["web"].as_array().unwrap();

@@ -50,7 +50,10 @@ fn unix_millis() -> u64 {
 }
 
 /// One pool's sample; `served` holds each container's count of routed requests at the
-/// last sample, `seen` gets them now (a container new since then counts from zero).
+/// last sample, `seen` gets them now (a container new since then counts from zero; the
+/// requests a container removed between two samples served since the first are not
+/// counted). It reads the store in place, copying nothing: it runs every 2 s whether
+/// or not anyone looks at the page.
 fn sample<R>(
     shared: &Shared<R>,
     pool: &str,
@@ -61,11 +64,14 @@ fn sample<R>(
 ) -> Sample {
     let mut s = Sample {
         t,
-        desired: shared.pool_status(pool).map_or(0, |p| p.desired_replicas),
+        desired: shared
+            .pools
+            .existing(pool, |p| p.status.desired_replicas)
+            .unwrap_or(0),
         ..Sample::default()
     };
     let (mut cpu, mut rss, mut sampled, mut routed) = (0.0, 0u64, 0u32, 0u64);
-    for o in shared.store.pool(pool) {
+    shared.store.for_each_in(pool, |o| {
         let count = o.served.load(Ordering::Relaxed);
         routed = routed
             .saturating_add(count.saturating_sub(served.get(&o.info.id).copied().unwrap_or(0)));
@@ -85,7 +91,7 @@ fn sample<R>(
             Phase::Starting => s.starting += 1,
             Phase::Draining | Phase::Failed => {}
         }
-    }
+    });
     if sampled > 0 {
         s.cpu = cpu / f64::from(sampled);
         s.rss = rss / u64::from(sampled);

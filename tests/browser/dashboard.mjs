@@ -5,7 +5,8 @@
 //
 // It loads URL (the admin API's `/`), finds POOL and a chart with data, then rewrites
 // MANIFEST (the pool's file) to ask for one more container and waits, without a reload,
-// until the page shows the scale-up (2 ready, and a ScaledUp event). Every request the
+// until the page shows the scale-up (2 ready, and the event "replicas 1 -> 2"). It
+// prints the pools the page shows. Every request the
 // page makes must go to URL's own host; no JavaScript error may be raised. It saves a
 // screenshot to SCREENSHOT and prints one JSON line of what it saw. Exit 0 on success;
 // on failure the message says what was missing.
@@ -37,6 +38,7 @@ try {
 
   const card = page.locator(`section.pool[data-pool="${pool}"]`);
   await card.waitFor({ timeout: 20000 });
+  const pools = await page.$$eval("section.pool", s => s.map(e => e.dataset.pool));
   // A chart with data: the history fills every 2 s.
   await page.waitForFunction(
     p => [...document.querySelectorAll(`section.pool[data-pool="${p}"] svg.chart`)]
@@ -56,14 +58,14 @@ try {
     p => {
       const card = document.querySelector(`section.pool[data-pool="${p}"]`);
       return card && /^2 ready/.test(card.querySelector('[data-field="size"]').textContent)
-        && /ScaledUp/.test(card.querySelector("table.events").textContent);
+        && /replicas 1 -> 2/.test(card.querySelector("table.events").textContent);
     },
     pool, { timeout: 60000 });
   const after = await card.locator('[data-field="size"]').innerText();
   const reloaded = await page.evaluate(() => performance.getEntriesByType("navigation").length) !== loads;
   if (reloaded) throw new Error("the page was reloaded");
   await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(JSON.stringify({ pool, before, after, outside, errors }));
+  console.log(JSON.stringify({ pool, pools, before, after, outside, errors }));
 } catch (e) {
   failed = e;
 } finally {

@@ -518,14 +518,15 @@ impl Operator {
     }
 
     /// Whether the operator reconciled `pool` `n` times since its count was `start`, or
-    /// twice and found it quiet: a quiet pool stops polling, and until something wakes it
-    /// (load, a request, an event, an edit) more reconciles would see the same. Twice,
-    /// because the first may have begun before an edit the caller just wrote was read
-    /// (the watcher's debounce); the second began after it, or was woken by it.
+    /// once and found it quiet: a quiet pool stops polling, and until something wakes it
+    /// (load, a request, an event, an edit) more reconciles would see the same. A caller
+    /// that just wrote a manifest first waits for the operator to read it
+    /// ([`Operator::wait_manifest_reads`], or the change showing in the status): a pass
+    /// that began before the read would count here.
     pub fn looked_at(&self, pool: &str, start: u64, n: u64) -> bool {
         let report = self.get_json(&format!("/api/v1/pools/{pool}"));
         let reconciles = report["reconciles"].as_u64().unwrap_or(0);
-        reconciles >= start + n || (reconciles >= start + 2 && report["quiet"] == true)
+        reconciles >= start + n || (reconciles > start && report["quiet"] == true)
     }
 
     /// Waits until the pool has exactly `n` running containers, all ready per the operator.
