@@ -298,6 +298,11 @@ fn metrics_status_and_readyz_describe_a_running_pool() {
     op.write("web.yaml", &pool_yaml("web", 3, 4, ""));
     op.wait_converged("web", 3, T);
 
+    // One request through the gateway, so its families have series in the scrape
+    // (scripts/test.sh checks the scrape with promtool, and the metrics monitoring/
+    // queries against it).
+    assert_eq!(http_get(op.gateway_port, "/function/web/").unwrap().0, 200);
+
     // CPU needs two samples: wait until every container has both figures.
     let names: Vec<String> = running(&op.instance, "web")
         .into_iter()
