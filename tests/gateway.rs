@@ -259,30 +259,38 @@ fn a_container_that_hangs_up_without_answering_is_a_502() {
     );
 }
 
+/// A pool of 1 to 4 containers with `targetConcurrency: 1`, polling every `poll`.
+fn concurrency_pool(name: &str, poll: &str) -> String {
+    pool_yaml(name, 1, 4, "").replace(
+        "pollInterval: 500ms",
+        &format!("pollInterval: {poll}\n    targetConcurrency: 1\n    cooldownDuration: 60s"),
+    )
+}
+
+/// `n` requests to `pool` that each sleep `ms` in the function (no CPU: only in-flight
+/// counts see this load), each on its own thread; they yield their status codes.
+fn sleeping_requests(
+    port: u16,
+    pool: &str,
+    n: usize,
+    ms: u64,
+) -> Vec<std::thread::JoinHandle<u16>> {
+    (0..n)
+        .map(|_| {
+            let path = format!("/function/{pool}/cgi-bin/sleep?ms={ms}");
+            std::thread::spawn(move || request(port, "GET", &path, &[], b"").0)
+        })
+        .collect()
+}
+
 #[test]
 fn target_concurrency_scales_up_before_cpu_does() {
-    let yaml = pool_yaml("conc", 1, 4, "").replace(
-        "pollInterval: 500ms",
-        "pollInterval: 500ms\n    targetConcurrency: 1\n    cooldownDuration: 60s",
+    let op = Operator::start(
+        "gw-conc",
+        &[("conc.yaml", concurrency_pool("conc", "500ms"))],
     );
-    let op = Operator::start("gw-conc", &[("conc.yaml", yaml)]);
     op.wait_converged("conc", 1, T);
-    let port = op.gateway_port;
-    // Sleeping requests use no CPU: only in-flight counts can see this load.
-    let handles: Vec<_> = (0..3)
-        .map(|_| {
-            std::thread::spawn(move || {
-                request(
-                    port,
-                    "GET",
-                    "/function/conc/cgi-bin/sleep?ms=4000",
-                    &[],
-                    b"",
-                )
-                .0
-            })
-        })
-        .collect();
+    let handles = sleeping_requests(op.gateway_port, "conc", 3, 4000);
     eventually(T, "the pool grows on concurrency", || {
         running(&op.instance, "conc").len() >= 3
     });
@@ -298,11 +306,7 @@ fn target_concurrency_scales_up_before_cpu_does() {
 /// within a poll interval or two, not at the 30 s resync.
 #[test]
 fn a_quiet_pool_that_stopped_polling_wakes_on_its_first_request() {
-    let yaml = pool_yaml("calm", 1, 4, "").replace(
-        "pollInterval: 500ms",
-        "pollInterval: 1s\n    targetConcurrency: 1\n    cooldownDuration: 60s",
-    );
-    let op = Operator::start("gw-quiet", &[("calm.yaml", yaml)]);
+    let op = Operator::start("gw-quiet", &[("calm.yaml", concurrency_pool("calm", "1s"))]);
     op.wait_converged("calm", 1, T);
     eventually(T, "the pool says it is quiet", || {
         op.pool_json("calm")["quiet"] == true
@@ -318,22 +322,8 @@ fn a_quiet_pool_that_stopped_polling_wakes_on_its_first_request() {
         }
         since.elapsed() >= Duration::from_secs(3)
     });
-    let port = op.gateway_port;
     let asked = Instant::now();
-    let handles: Vec<_> = (0..3)
-        .map(|_| {
-            std::thread::spawn(move || {
-                request(
-                    port,
-                    "GET",
-                    "/function/calm/cgi-bin/sleep?ms=8000",
-                    &[],
-                    b"",
-                )
-                .0
-            })
-        })
-        .collect();
+    let handles = sleeping_requests(op.gateway_port, "calm", 3, 8000);
     // Without the wake, the next pass would come at the resync, up to 30 s after the
     // pool fell asleep, and find the requests gone.
     eventually(
