@@ -38,7 +38,7 @@ pub(crate) async fn run<R: Send + Sync + 'static>(shared: Arc<Shared<R>>, histor
         for (pool, s) in samples {
             h.push(&pool, s);
         }
-        h.retain(|name| names.iter().any(|n| n == name));
+        h.retain(|name| names.contains(name));
     }
 }
 

@@ -319,13 +319,13 @@ fn conclude<R>(ctx: &Shared<R>, pool: &str, spec: &EffectiveSpec, now: Instant) 
         set_conditions(s, &views, spec, now);
         let wakes = Wakes::after(s.wakes_armed, untouched, is_quiet(s, &views, spec, now));
         s.wakes_armed = wakes != Wakes::Disarm;
+        s.status.quiet = wakes == Wakes::Sleep;
         let cooled_at = s
             .last_scale_up
             .and_then(|t| t.checked_add(spec.scaling.cooldown_duration));
         (s.create_not_before, cooled_at, wakes)
     });
     let mut after = spec.scaling.poll_interval;
-    ctx.pool_state(pool, |s| s.status.quiet = wakes == Wakes::Sleep);
     match wakes {
         Wakes::Disarm => ctx.store.disarm_wakes(pool),
         Wakes::Arm => ctx.store.arm_wakes(pool),
