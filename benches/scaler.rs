@@ -74,6 +74,7 @@ fn pool(
                 idle_since: idle_for.map(|s| now - Duration::from_secs(s)),
                 in_flight: i % 3,
                 pinned: false,
+                metrics: Vec::new(),
             }
         })
         .collect()

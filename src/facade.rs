@@ -186,7 +186,7 @@ impl AutoscalerConfig {
             poll_interval: Some(api::IntOrString::String(api::format_duration(
                 self.poll_interval,
             ))),
-            target_concurrency: None,
+            ..Default::default()
         }
     }
 }
@@ -529,6 +529,9 @@ impl AutoscalingRuntime {
         &self,
         function: &str,
     ) -> Result<Option<String>, AutoscalingError> {
+        if self.shared.desired().pools.contains_key(function) {
+            self.shared.arrivals.note(function);
+        }
         let Some(route) = self.shared.pick(function, None) else {
             return Ok(None);
         };

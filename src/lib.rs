@@ -77,6 +77,7 @@ pub mod api;
 pub mod controller;
 pub mod export;
 pub mod facade;
+pub mod forecast;
 pub mod gateway;
 pub mod history;
 pub mod http;
@@ -88,6 +89,7 @@ pub mod runtime;
 pub mod sampler;
 pub mod scaler;
 pub mod scheduler;
+pub mod scraper;
 pub mod store;
 
 pub use facade::{

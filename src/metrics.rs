@@ -188,11 +188,14 @@ fn state_index(state: &str) -> usize {
 
 /// The scale events a pool's counters start with (at 0): every direction and reason a
 /// change of the replica target can have.
-const SCALE_SERIES: [(&str, Reason); 7] = [
+const SCALE_SERIES: [(&str, Reason); 10] = [
     ("up", Reason::Cpu),
     ("up", Reason::Memory),
     ("up", Reason::Concurrency),
     ("up", Reason::Demand),
+    ("up", Reason::RequestRate),
+    ("up", Reason::CustomMetric),
+    ("up", Reason::Predictive),
     ("up", Reason::BelowMin),
     ("down", Reason::Idle),
     ("down", Reason::AboveMax),
@@ -209,6 +212,9 @@ pub fn reason_label(reason: Reason) -> &'static str {
         Reason::Concurrency => "concurrency",
         Reason::Demand => "demand",
         Reason::Idle => "idle",
+        Reason::RequestRate => "request_rate",
+        Reason::CustomMetric => "custom_metric",
+        Reason::Predictive => "predictive",
     }
 }
 
@@ -237,6 +243,9 @@ pub struct Metrics {
     docker_errors: Family<OperationLabels, Counter>,
     gateway_requests: Family<GatewayLabels, Counter>,
     gateway_duration: HistogramFamily<PoolLabels>,
+    cost_container_seconds: Family<PoolLabels, Counter<f64, AtomicU64>>,
+    cost_cpu_seconds: Family<PoolLabels, Counter<f64, AtomicU64>>,
+    cost_memory_byte_seconds: Family<PoolLabels, Counter<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -269,6 +278,9 @@ impl Metrics {
             docker_errors: Family::default(),
             gateway_requests: Family::default(),
             gateway_duration: Family::new_with_constructor(duration_histogram),
+            cost_container_seconds: Family::default(),
+            cost_cpu_seconds: Family::default(),
+            cost_memory_byte_seconds: Family::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -361,6 +373,21 @@ impl Metrics {
             "Time the gateway took to answer a request, by pool",
             m.gateway_duration.clone(),
         );
+        r.register(
+            "invok_pool_container_seconds",
+            "Container-seconds a pool's containers (starting or ready) ran",
+            m.cost_container_seconds.clone(),
+        );
+        r.register(
+            "invok_pool_cpu_seconds",
+            "CPU-seconds (core-seconds) a pool's containers used, from their usage samples",
+            m.cost_cpu_seconds.clone(),
+        );
+        r.register(
+            "invok_pool_memory_byte_seconds",
+            "Resident memory of a pool's containers times the time they held it",
+            m.cost_memory_byte_seconds.clone(),
+        );
         for operation in DOCKER_OPERATIONS {
             let _zero = m
                 .docker_errors
@@ -395,6 +422,22 @@ impl Metrics {
                 direction,
                 reason: reason_label(reason),
             }));
+        }
+    }
+
+    /// Adds what `pool` used since the last call to its cost counters: container-seconds,
+    /// CPU-seconds and memory byte-seconds.
+    pub fn record_cost(&self, pool: &str, used: [f64; 3]) {
+        let labels = PoolLabels {
+            pool: pool.to_string(),
+        };
+        let families = [
+            &self.cost_container_seconds,
+            &self.cost_cpu_seconds,
+            &self.cost_memory_byte_seconds,
+        ];
+        for (family, v) in families.into_iter().zip(used) {
+            family.get_or_create(&labels).inc_by(v.max(0.0));
         }
     }
 

@@ -70,6 +70,9 @@ pub struct Observed {
     pub wake_on_pick: Arc<AtomicBool>,
     /// Requests routed to it so far (the dashboard's requests per second).
     pub served: Arc<AtomicU64>,
+    /// The latest scrape of its pool's custom metrics (see
+    /// [`crate::scaler::ContainerView::metrics`]); empty before the first.
+    pub metrics: Vec<Option<f64>>,
 }
 
 impl Observed {
@@ -113,6 +116,7 @@ impl Observed {
             idle_since: self.idle_since,
             in_flight: self.in_flight.load(Ordering::Relaxed),
             pinned: self.info.pinned,
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -540,6 +544,20 @@ impl ObservedStore {
         })
     }
 
+    /// Records a scrape of a container's custom metrics (in its pool's spec order);
+    /// returns true when they differ from the last scrape (the pool should look again).
+    pub fn record_metrics(&self, id: &str, metrics: Vec<Option<f64>>) -> bool {
+        let mut inner = self.write();
+        let Some(o) = inner.get_mut(id) else {
+            return false;
+        };
+        if o.metrics == metrics {
+            return false;
+        }
+        o.metrics = metrics;
+        true
+    }
+
     /// One container by id.
     pub fn get(&self, id: &str) -> Option<Observed> {
         self.read().get(id).cloned()
@@ -628,6 +646,7 @@ fn fresh(info: ContainerInfo, now: Instant) -> Observed {
         keep_alive_ms: Arc::new(AtomicU64::new(0)),
         wake_on_pick: Arc::new(AtomicBool::new(false)),
         served: Arc::new(AtomicU64::new(0)),
+        metrics: Vec::new(),
     }
 }
 

@@ -29,3 +29,5 @@ mod gateway;
 mod operator;
 #[path = "regression/sampler.rs"]
 mod sampler;
+#[path = "regression/signals.rs"]
+mod signals;

@@ -160,6 +160,49 @@ pub struct Scaling {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub target_concurrency: Option<u32>,
+    /// Requests per second per ready container (OpenFaaS's rps mode): the gateway counts
+    /// the pool's request rate and the pool asks for `ceil(rate / target)` containers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub target_requests_per_second: Option<f64>,
+    /// Gauges the function serves in Prometheus' text format, scraped from each ready
+    /// container every `pollInterval`; each asks for `ceil(sum / targetPerContainer)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_metrics: Vec<CustomMetric>,
+    /// Scale up ahead of the request rate forecast from its history (needs
+    /// `targetRequestsPerSecond`); a forecast never scales down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictive: Option<Predictive>,
+}
+
+/// A metric the function serves about its own load (a queue's depth, jobs in progress).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CustomMetric {
+    /// The metric's name in the function's Prometheus text (a gauge; samples of every
+    /// label set are summed, and the sum over the pool's containers is the load).
+    #[schemars(pattern(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$"))]
+    pub name: String,
+    /// The path on the function's port that serves it; default `/metrics`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^/"))]
+    pub path: Option<String>,
+    /// The value one container should carry: the pool asks for `ceil(sum / target)`.
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub target_per_container: f64,
+}
+
+/// Predictive scaling on the request rate.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Predictive {
+    /// Have capacity ready for the rate expected this far ahead (default `30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub horizon: Option<IntOrString>,
+    /// How much request-rate history the forecast learns from (default `10m`, at most
+    /// `24h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<IntOrString>,
 }
 
 /// An HTTP readiness probe.
@@ -376,7 +419,49 @@ pub struct ScalingPolicy {
     pub poll_interval: Duration,
     /// In-flight requests per ready container that trigger a scale-up, when set.
     pub target_concurrency: Option<u32>,
+    /// Requests per second per ready container, when set.
+    #[serde(default)]
+    pub target_requests_per_second: Option<f64>,
+    /// The function's own metrics to scale on, in manifest order.
+    #[serde(default)]
+    pub custom_metrics: Vec<CustomMetricPolicy>,
+    /// Predictive scaling, when set.
+    #[serde(default)]
+    pub predictive: Option<PredictivePolicy>,
 }
+
+/// A validated [`CustomMetric`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomMetricPolicy {
+    /// Metric name.
+    pub name: String,
+    /// Path that serves it (default `/metrics`).
+    pub path: String,
+    /// Value per container.
+    pub target_per_container: f64,
+}
+
+/// A validated [`Predictive`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PredictivePolicy {
+    /// How far ahead capacity is made ready.
+    #[serde(with = "duration_text")]
+    pub horizon: Duration,
+    /// How much history the forecast reads.
+    #[serde(with = "duration_text")]
+    pub window: Duration,
+}
+
+/// Default `predictive.horizon`.
+pub const DEFAULT_HORIZON: Duration = Duration::from_secs(30);
+/// Default `predictive.window`.
+pub const DEFAULT_FORECAST_WINDOW: Duration = Duration::from_secs(600);
+/// The longest `predictive.window`: the history is kept in memory.
+pub const MAX_FORECAST_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Default `customMetrics[].path`.
+pub const DEFAULT_METRICS_PATH: &str = "/metrics";
 
 /// What a container of the pool looks like; its hash tells old containers from new.
 ///
@@ -686,6 +771,7 @@ impl FunctionPool {
                 "must be at least 1 when given".into(),
             );
         }
+        let signals = validate_signals(&s, &mut err);
 
         let readiness = match &spec.readiness {
             None => Probe::Tcp,
@@ -747,11 +833,108 @@ impl FunctionPool {
                 cooldown_duration,
                 poll_interval,
                 target_concurrency: s.target_concurrency,
+                target_requests_per_second: signals.0,
+                custom_metrics: signals.1,
+                predictive: signals.2,
             },
             readiness,
             timeout,
         })
     }
+}
+
+/// What [`validate_signals`] returns: the request-rate target, the custom metrics and
+/// the predictive settings.
+type Signals = (
+    Option<f64>,
+    Vec<CustomMetricPolicy>,
+    Option<PredictivePolicy>,
+);
+
+/// Checks the scaling signals beyond CPU and memory (`targetRequestsPerSecond`,
+/// `customMetrics`, `predictive`), reporting problems through `err`.
+fn validate_signals(s: &Scaling, err: &mut impl FnMut(&str, String)) -> Signals {
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    let rps = s.target_requests_per_second;
+    if let Some(t) = rps.filter(|t| !positive(*t)) {
+        err(
+            "spec.scaling.targetRequestsPerSecond",
+            format!("must be a positive number, got {t}"),
+        );
+    }
+    let mut names = BTreeSet::new();
+    let mut metrics = Vec::new();
+    for (i, m) in s.custom_metrics.iter().enumerate() {
+        let at = |field: &str| format!("spec.scaling.customMetrics[{i}].{field}");
+        let valid_name = m.name.chars().enumerate().all(|(j, c)| {
+            c.is_ascii_alphabetic() || c == '_' || c == ':' || (j > 0 && c.is_ascii_digit())
+        });
+        if m.name.is_empty() || !valid_name {
+            err(
+                &at("name"),
+                format!(
+                    "{:?} is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)",
+                    m.name
+                ),
+            );
+        }
+        let path = m.path.as_deref().unwrap_or(DEFAULT_METRICS_PATH);
+        if !path.starts_with('/') || path.chars().any(char::is_whitespace) {
+            err(
+                &at("path"),
+                format!("{path:?} must be an absolute path such as /metrics"),
+            );
+        }
+        if !names.insert((m.name.as_str(), path)) {
+            err(
+                &at("name"),
+                format!("{:?} at {path} is listed twice", m.name),
+            );
+        }
+        if !positive(m.target_per_container) {
+            err(
+                &at("targetPerContainer"),
+                format!("must be a positive number, got {}", m.target_per_container),
+            );
+        }
+        metrics.push(CustomMetricPolicy {
+            name: m.name.clone(),
+            path: path.to_string(),
+            target_per_container: m.target_per_container,
+        });
+    }
+    let predictive = s.predictive.as_ref().map(|p| {
+        let mut duration = |field: &str, v: &Option<IntOrString>, default: Duration| match v {
+            None => default,
+            Some(d) => match d.to_duration() {
+                Ok(d) if d.is_zero() => {
+                    err(&format!("spec.scaling.predictive.{field}"), "must be greater than 0".into());
+                    default
+                }
+                Ok(d) => d,
+                Err(e) => {
+                    err(&format!("spec.scaling.predictive.{field}"), e);
+                    default
+                }
+            },
+        };
+        let horizon = duration("horizon", &p.horizon, DEFAULT_HORIZON);
+        let window = duration("window", &p.window, DEFAULT_FORECAST_WINDOW);
+        if window > MAX_FORECAST_WINDOW {
+            err(
+                "spec.scaling.predictive.window",
+                format!("must be at most {}", format_duration(MAX_FORECAST_WINDOW)),
+            );
+        }
+        if rps.is_none() {
+            err(
+                "spec.scaling.predictive",
+                "forecasts the request rate, so it needs targetRequestsPerSecond (the rate one container serves)".into(),
+            );
+        }
+        PredictivePolicy { horizon, window }
+    });
+    (rps, metrics, predictive)
 }
 
 /// The JSON Schema of a `FunctionPool` document, as `invok schema` prints it.

@@ -282,6 +282,82 @@ fn command_readiness_and_network_are_checked() {
 }
 
 #[test]
+fn request_rate_custom_metrics_and_predictive_are_validated_with_defaults() {
+    let d = ScalingDefaults::default();
+    let spec = pool(
+        "image: x\nscaling:\n  targetRequestsPerSecond: 12.5\n  customMetrics: [{name: queue_depth, targetPerContainer: 10}, {name: 'jobs:active', path: /m, targetPerContainer: 0.5}]\n  predictive: {}",
+    )
+    .validate(&d)
+    .unwrap();
+    let s = &spec.scaling;
+    assert_eq!(s.target_requests_per_second, Some(12.5));
+    assert_eq!(
+        s.custom_metrics
+            .iter()
+            .map(|m| (m.name.as_str(), m.path.as_str(), m.target_per_container))
+            .collect::<Vec<_>>(),
+        [
+            ("queue_depth", "/metrics", 10.0),
+            ("jobs:active", "/m", 0.5)
+        ]
+    );
+    let p = s.predictive.as_ref().unwrap();
+    assert_eq!(
+        (p.horizon, p.window),
+        (DEFAULT_HORIZON, DEFAULT_FORECAST_WINDOW)
+    );
+    // None of them shapes a container.
+    assert_eq!(
+        spec.spec_hash,
+        pool("image: x").validate(&d).unwrap().spec_hash
+    );
+}
+
+#[test]
+fn bad_signal_settings_name_their_field() {
+    assert_one_error(
+        "image: x\nscaling: {targetRequestsPerSecond: 0}",
+        "spec.scaling.targetRequestsPerSecond",
+        "positive",
+    );
+    assert_one_error(
+        "image: x\nscaling: {predictive: {horizon: 10s}}",
+        "spec.scaling.predictive",
+        "needs targetRequestsPerSecond",
+    );
+    assert_one_error(
+        "image: x\nscaling: {targetRequestsPerSecond: 5, predictive: {window: 48h}}",
+        "spec.scaling.predictive.window",
+        "at most 24h",
+    );
+    assert_one_error(
+        "image: x\nscaling: {targetRequestsPerSecond: 5, predictive: {horizon: 0s}}",
+        "spec.scaling.predictive.horizon",
+        "greater than 0",
+    );
+    assert_one_error(
+        "image: x\nscaling: {customMetrics: [{name: 9lives, targetPerContainer: 1}]}",
+        "spec.scaling.customMetrics[0].name",
+        "Prometheus metric name",
+    );
+    assert_one_error(
+        "image: x\nscaling: {customMetrics: [{name: q, path: metrics, targetPerContainer: 1}]}",
+        "spec.scaling.customMetrics[0].path",
+        "absolute path",
+    );
+    assert_one_error(
+        "image: x\nscaling: {customMetrics: [{name: q, targetPerContainer: -1}]}",
+        "spec.scaling.customMetrics[0].targetPerContainer",
+        "positive",
+    );
+    assert_one_error(
+        "image: x\nscaling: {customMetrics: [{name: q, targetPerContainer: 1}, {name: q, path: /metrics, targetPerContainer: 2}]}",
+        "spec.scaling.customMetrics[1].name",
+        "listed twice",
+    );
+}
+
+#[test]
 fn all_errors_are_reported_at_once() {
     let errs = errors("image: ''\nport: 0\nscaling: {minContainers: 3, maxContainers: 1}");
     let paths: Vec<_> = errs.iter().map(|e| e.path.as_str()).collect();

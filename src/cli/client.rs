@@ -560,6 +560,8 @@ spec:
             reconciles: 17,
             quiet: false,
             events: status.events.into_iter().collect(),
+            signals: Default::default(),
+            cost: Default::default(),
         }
     }
 

@@ -2,6 +2,8 @@
 
 use anyhow::bail;
 use invok::api::{format_duration, Probe};
+use invok::controller::status::SignalStatus;
+use invok::forecast::Model;
 use invok::scaler::Phase;
 
 use super::client::{self, Client, PoolReport, ServerArgs};
@@ -146,6 +148,37 @@ pub fn render(r: &PoolReport, now: u64) -> String {
                     .unwrap_or_else(|| "<none>".into()),
             ),
             (
+                "Target rate",
+                s.target_requests_per_second
+                    .map(|t| format!("{t} requests/s per container"))
+                    .unwrap_or_else(|| "<none>".into()),
+            ),
+            (
+                "Custom metrics",
+                or_none((!s.custom_metrics.is_empty()).then(|| {
+                    s.custom_metrics
+                        .iter()
+                        .map(|m| {
+                            format!(
+                                "{} at {} ({} per container)",
+                                m.name, m.path, m.target_per_container
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })),
+            ),
+            (
+                "Predictive",
+                or_none(s.predictive.as_ref().map(|p| {
+                    format!(
+                        "capacity for the rate forecast {} ahead, from {} of history",
+                        format_duration(p.horizon),
+                        format_duration(p.window)
+                    )
+                })),
+            ),
+            (
                 "Timeout",
                 format!("{} per invocation", format_duration(sp.timeout)),
             ),
@@ -172,6 +205,19 @@ pub fn render(r: &PoolReport, now: u64) -> String {
         format!(
             "{} healthy, {} overloaded, {} idle",
             sm.healthy_containers, sm.overloaded_containers, sm.idle_containers
+        ),
+    ));
+    if let Some(line) = signals_line(&r.signals) {
+        fields.push(("Signals", line));
+    }
+    let c = &r.cost;
+    fields.push((
+        "Cost",
+        format!(
+            "{:.0} container-seconds, {:.1} CPU-seconds, {} byte-seconds of memory (since the operator started)",
+            c.container_seconds,
+            c.cpu_seconds,
+            client::bytes(c.memory_byte_seconds as u64)
         ),
     ));
     fields.push((
@@ -279,6 +325,34 @@ pub fn render(r: &PoolReport, now: u64) -> String {
     }));
     section(&mut out, "Events", events);
     out
+}
+
+/// The request rate, the forecast beside what it forecast, and the custom metrics, as
+/// the last pass read them; `None` when the pool scales on none of them.
+fn signals_line(s: &SignalStatus) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(r) = s.request_rate {
+        parts.push(format!("{r:.1} requests/s"));
+    }
+    if let Some(f) = &s.forecast {
+        let model = match f.model {
+            Model::Trend => "trend".to_string(),
+            Model::Seasonal { period_seconds } => format!("seasonal, period {period_seconds:.0}s"),
+        };
+        parts.push(format!("forecast {:.1}/s ({model})", f.rate));
+    }
+    if let Some(then) = s.forecast_for_now {
+        parts.push(format!("forecast for now was {then:.1}/s"));
+    }
+    for m in &s.custom_metrics {
+        let missing = if m.missing > 0 {
+            format!(" ({} containers missing it: no scale-down)", m.missing)
+        } else {
+            String::new()
+        };
+        parts.push(format!("{} {}{missing}", m.name, m.sum));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 #[cfg(test)]

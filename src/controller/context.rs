@@ -2,9 +2,9 @@
 //! and read by the HTTP surfaces: the runtime, the desired and observed stores, the
 //! trigger, the prober, the metrics, and each pool's memory.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use super::config::Config;
@@ -43,6 +43,8 @@ pub struct Shared<R> {
     pub(crate) relist_now: tokio::sync::Notify,
     /// The dashboard's recent history of every pool ([`crate::history`]).
     pub history: crate::history::SharedHistory,
+    /// Requests that arrived for each declared pool (the request-rate signal).
+    pub arrivals: Arrivals,
     /// Set when shutdown begins: no Docker call that creates or removes a container
     /// starts after it (containers are left as they are).
     stopping: AtomicBool,
@@ -81,6 +83,7 @@ impl<R: Runtime> Shared<R> {
             pools: Pools::default(),
             relist_now: tokio::sync::Notify::new(),
             history: crate::history::SharedHistory::default(),
+            arrivals: Arrivals::default(),
             stopping: AtomicBool::new(false),
         }
     }
@@ -98,7 +101,53 @@ impl<R: Runtime> Shared<R> {
     }
 }
 
+/// Requests that arrived for each pool since the operator started, counted by the
+/// gateway (and the library's `execute_function`) once per request, before it waits
+/// for or picks a container. The passes sample these counts into each pool's
+/// [`crate::forecast::RateHistory`]; a request costs one atomic add under a read lock.
+#[derive(Debug, Default)]
+pub struct Arrivals(RwLock<HashMap<String, Arc<AtomicU64>>>);
+
+impl Arrivals {
+    /// Counts one request for `pool` (only declared pools are counted, so random names
+    /// cannot grow the map).
+    pub fn note(&self, pool: &str) {
+        self.note_many(pool, 1);
+    }
+
+    /// Counts `n` requests for `pool` at once (a load generator's batch).
+    pub fn note_many(&self, pool: &str, n: u64) {
+        if let Some(c) = self.0.read().unwrap_or_else(|e| e.into_inner()).get(pool) {
+            c.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+        let mut map = self.0.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(pool.to_string())
+            .or_default()
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Requests counted for `pool` so far.
+    pub fn total(&self, pool: &str) -> u64 {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(pool)
+            .map_or(0, |n| n.load(Ordering::Relaxed))
+    }
+}
+
 impl<R> Shared<R> {
+    /// Every declared pool's effective spec, by name (what the sampler and the scraper
+    /// read on each tick).
+    pub fn pool_specs(&self) -> std::collections::HashMap<String, Arc<EffectiveSpec>> {
+        self.desired()
+            .pools
+            .iter()
+            .map(|(name, pool)| (name.clone(), pool.spec.clone()))
+            .collect()
+    }
+
     /// True once shutdown has begun: reconciles start no more creates or removals.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)

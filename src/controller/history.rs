@@ -25,11 +25,14 @@ pub(crate) async fn run<R: Send + Sync + 'static>(shared: Arc<Shared<R>>, histor
         last = now;
         let t = unix_millis();
         let names = shared.pool_names();
+        let specs = shared.pool_specs();
         let mut seen: HashMap<String, u64> = HashMap::new();
         let samples: Vec<(String, Sample)> = names
             .iter()
             .map(|pool| {
-                let s = sample(&shared, pool, t, seconds, &served, &mut seen);
+                let capacity = specs.get(pool).map_or(1.0, |s| s.template.cpu_capacity());
+                let (s, used) = sample(&shared, pool, t, seconds, capacity, &served, &mut seen);
+                add_cost(&shared, pool, used);
                 (pool.clone(), s)
             })
             .collect();
@@ -49,7 +52,24 @@ fn unix_millis() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// One pool's sample; `served` holds each container's count of routed requests at the
+/// Adds what a pool used over the last tick to its status and its counters.
+fn add_cost<R>(shared: &Shared<R>, pool: &str, used: [f64; 3]) {
+    if used.iter().all(|v| *v <= 0.0) {
+        return;
+    }
+    shared.pools.existing(pool, |p| {
+        let c = &mut p.status.cost;
+        c.container_seconds += used[0];
+        c.cpu_seconds += used[1];
+        c.memory_byte_seconds += used[2];
+    });
+    shared.metrics.record_cost(pool, used);
+}
+
+/// One pool's sample, and what it used over the last `seconds` (container-seconds,
+/// CPU-seconds of `capacity`-core containers, memory byte-seconds: the containers
+/// starting or ready now, at their latest usage sample, held for the whole tick).
+/// `served` holds each container's count of routed requests at the
 /// last sample, `seen` gets them now (a container new since then counts from zero; the
 /// requests a container removed between two samples served since the first are not
 /// counted). It reads the store in place, copying nothing: it runs every 2 s whether
@@ -59,9 +79,11 @@ fn sample<R>(
     pool: &str,
     t: u64,
     seconds: f64,
+    capacity: f64,
     served: &HashMap<String, u64>,
     seen: &mut HashMap<String, u64>,
-) -> Sample {
+) -> (Sample, [f64; 3]) {
+    let mut used = [0.0; 3];
     let mut s = Sample {
         t,
         desired: shared
@@ -79,6 +101,13 @@ fn sample<R>(
         s.in_flight = s
             .in_flight
             .saturating_add(o.in_flight.load(Ordering::Relaxed));
+        if matches!(o.phase(), Phase::Ready | Phase::Starting) {
+            used[0] += seconds;
+            if let Some(u) = o.usage {
+                used[1] += u.cpu * capacity * seconds;
+                used[2] += u.rss as f64 * seconds;
+            }
+        }
         match o.phase() {
             Phase::Ready => {
                 s.ready += 1;
@@ -99,5 +128,5 @@ fn sample<R>(
     if seconds > 0.0 {
         s.rps = routed as f64 / seconds;
     }
-    s
+    (s, used)
 }

@@ -94,14 +94,14 @@ impl<R: Runtime> Controller<R> {
         tasks.spawn(crate::sampler::run(
             shared.runtime.clone(),
             shared.store.clone(),
-            Arc::new(move || {
-                desired
-                    .desired()
-                    .pools
-                    .iter()
-                    .map(|(name, pool)| (name.clone(), pool.spec.clone()))
-                    .collect()
-            }),
+            Arc::new(move || desired.pool_specs()),
+            shared.trigger.clone(),
+        ));
+        let desired = shared.clone();
+        tasks.spawn(crate::scraper::run(
+            shared.runtime.clone(),
+            shared.store.clone(),
+            Arc::new(move || desired.pool_specs()),
             shared.trigger.clone(),
         ));
         tasks.spawn(history::run(shared.clone(), shared.history.clone()));

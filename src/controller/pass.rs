@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::api::EffectiveSpec;
+use crate::api::{EffectiveSpec, ScalingPolicy};
+use crate::forecast::{Forecast, RateHistory};
 use crate::manifest::Location;
 use crate::runtime::RuntimeError;
 use crate::scaler::{self, ContainerView, Plan, PoolFacts, Reason, RemoveReason};
@@ -92,12 +93,83 @@ pub(crate) struct Snapshot {
     pub memory: Memory,
     /// Requests waiting at the gateway for a container.
     pub waiting: usize,
+    /// The request rate and its forecast, for pools that scale on them.
+    pub rates: RateReading,
     /// The pass's clock.
     pub now: Instant,
 }
 
+/// What a pass read of the pool's request rate (pools with `targetRequestsPerSecond`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct RateReading {
+    /// Requests per second over the rate window.
+    pub rate: Option<f64>,
+    /// The forecast for the horizon (predictive pools).
+    pub forecast: Option<Forecast>,
+    /// The forecast made about a horizon ago for now.
+    pub forecast_for_now: Option<f64>,
+}
+
+/// The window the request rate is averaged over: three sampling periods, and at least
+/// [`MIN_RATE_WINDOW`] (a shorter one counts the gaps between a client's bursts).
+pub(crate) fn rate_window(poll_interval: Duration) -> Duration {
+    poll_interval.saturating_mul(3).max(MIN_RATE_WINDOW)
+}
+
+/// See [`rate_window`]: Knative's panic window is 6 s too.
+pub(crate) const MIN_RATE_WINDOW: Duration = Duration::from_secs(6);
+
+/// Samples `total` arrivals into the pool's history at `now` and reads the rate, the
+/// forecast and the forecast made for now. Pools without a rate target keep no history.
+pub(crate) fn read_rates(
+    rates: &mut Option<RateHistory>,
+    forecasts: &mut VecDeque<(Instant, f64)>,
+    scaling: &ScalingPolicy,
+    now: Instant,
+    total: u64,
+) -> RateReading {
+    if scaling.target_requests_per_second.is_none() {
+        *rates = None;
+        forecasts.clear();
+        return RateReading::default();
+    }
+    let over = rate_window(scaling.poll_interval);
+    let window = scaling
+        .predictive
+        .as_ref()
+        .map_or(over, |p| p.window.max(over));
+    let history = rates.get_or_insert_with(|| RateHistory::new(window));
+    history.set_window(window);
+    history.record(now, total);
+    let mut reading = RateReading {
+        rate: history.rate(over),
+        ..RateReading::default()
+    };
+    let Some(p) = &scaling.predictive else {
+        forecasts.clear();
+        return reading;
+    };
+    reading.forecast = history.forecast(p.horizon);
+    while forecasts.front().is_some_and(|&(at, _)| at <= now) {
+        reading.forecast_for_now = forecasts.pop_front().map(|(_, rate)| rate);
+    }
+    if let (Some(f), Some(at)) = (reading.forecast, now.checked_add(p.horizon)) {
+        forecasts.push_back((at, f.rate));
+        // One a pass; a pool passes at most a few times a pollInterval.
+        while forecasts.len() > MAX_FORECASTS {
+            forecasts.pop_front();
+        }
+    }
+    reading
+}
+
+/// Most forecasts kept waiting for their instant.
+const MAX_FORECASTS: usize = 4096;
+
 /// What a pass decided: the scaler's decision and plan, and the pool's new memory.
 pub(crate) struct Decision {
+    /// What the signals beyond CPU and memory read, for the status.
+    pub signals: super::status::SignalStatus,
     /// The replica target before this pass.
     pub before: usize,
     /// The scaler's decision.
@@ -161,6 +233,8 @@ impl Snapshot {
             waiting_requests: self.waiting,
             // Filled by the pass's decide, which records this pass's count first.
             recent_peak_in_flight: 0,
+            request_rate: self.rates.rate,
+            forecast_rate: self.rates.forecast.map(|f| f.rate),
         }
     }
 

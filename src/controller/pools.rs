@@ -38,6 +38,11 @@ pub(crate) struct PoolState {
     pub wakes_armed: bool,
     /// Status for the admin API.
     pub status: PoolStatus,
+    /// Request arrivals sampled at each pass (pools with `targetRequestsPerSecond`).
+    pub rates: Option<crate::forecast::RateHistory>,
+    /// Forecasts made, as (the instant they are for, the rate forecast), oldest first:
+    /// when a forecast's instant comes, status shows it next to the rate observed.
+    pub forecasts: std::collections::VecDeque<(Instant, f64)>,
     /// The pool was announced in the log.
     pub announced: bool,
     /// The request timeout of the pool's last spec: a pruned pool's containers drain

@@ -21,8 +21,9 @@ use tokio::time::Instant;
 use super::act;
 use super::backoff::Backoff;
 use super::context::Shared;
-use super::pass::{note_in_flight, Decision, Memory, Snapshot};
+use super::pass::{note_in_flight, read_rates, Decision, Memory, Snapshot};
 use super::record::{self, Failure};
+use super::status::{MetricStatus, SignalStatus};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::scaler::{self, Phase, Reason, RemoveReason};
 use crate::scheduler::Action;
@@ -124,7 +125,9 @@ fn observe<R>(ctx: &Shared<R>, pool: &str) -> Observation {
         };
     };
     let observed = ctx.store.pool(pool);
-    let (memory, waiting) = ctx.pool_state(pool, |s| {
+    let now = Instant::now();
+    let arrived = ctx.arrivals.total(pool);
+    let (memory, waiting, rates) = ctx.pool_state(pool, |s| {
         s.timeout = Some(desired.spec.timeout);
         let memory = Memory {
             replicas: s.replicas,
@@ -138,7 +141,14 @@ fn observe<R>(ctx: &Shared<R>, pool: &str) -> Observation {
             desired_reason: s.status.desired_reason,
             in_flight_peaks: s.in_flight_peaks.clone(),
         };
-        (memory, s.waiting)
+        let rates = read_rates(
+            &mut s.rates,
+            &mut s.forecasts,
+            &desired.spec.scaling,
+            now,
+            arrived,
+        );
+        (memory, s.waiting, rates)
     });
     Observation::Declared(Box::new(Snapshot {
         pool: pool.to_string(),
@@ -150,7 +160,8 @@ fn observe<R>(ctx: &Shared<R>, pool: &str) -> Observation {
         manifest_error,
         memory,
         waiting,
-        now: Instant::now(),
+        rates,
+        now,
     }))
 }
 
@@ -180,11 +191,7 @@ fn decide(s: &Snapshot) -> Decision {
         spec.scaling.cooldown_duration,
     );
     let scale = scaler::decide(spec, &s.views, &facts, now);
-    let load_scale_up = scale.replicas > facts.replicas
-        && matches!(
-            scale.reason,
-            Reason::Cpu | Reason::Memory | Reason::Concurrency | Reason::Demand
-        );
+    let load_scale_up = scale.replicas > facts.replicas && scale.reason.is_load();
     let plan = scaler::plan(&spec.spec_hash, &s.views, scale.replicas, &scale.victims);
     // Only crashes count towards CrashLoopBackOff: containers that never became ready or
     // died soon after. One that served for a while and was killed is replaced at once.
@@ -211,6 +218,7 @@ fn decide(s: &Snapshot) -> Decision {
     let manifest_error_changed = memory.manifest_error != s.manifest_error;
     memory.manifest_error = s.manifest_error.clone();
     Decision {
+        signals: signals(s),
         before: facts.replicas,
         scale,
         plan,
@@ -220,6 +228,37 @@ fn decide(s: &Snapshot) -> Decision {
         announce,
         manifest_error_changed,
         memory,
+    }
+}
+
+/// What the pass read of the pool's signals beyond CPU and memory, for its status.
+fn signals(s: &Snapshot) -> SignalStatus {
+    let ready: Vec<&scaler::ContainerView> =
+        s.views.iter().filter(|v| v.phase == Phase::Ready).collect();
+    let custom_metrics = s
+        .spec
+        .scaling
+        .custom_metrics
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let values = ready.iter().map(|v| v.metrics.get(i).copied().flatten());
+            let (sum, missing) = values.fold((0.0, 0), |(sum, missing), v| match v {
+                Some(v) if v.is_finite() => (sum + v.max(0.0), missing),
+                _ => (sum, missing + 1),
+            });
+            MetricStatus {
+                name: m.name.clone(),
+                sum,
+                missing,
+            }
+        })
+        .collect();
+    SignalStatus {
+        request_rate: s.rates.rate,
+        forecast: s.rates.forecast,
+        forecast_for_now: s.rates.forecast_for_now,
+        custom_metrics,
     }
 }
 

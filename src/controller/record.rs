@@ -129,7 +129,10 @@ pub(crate) fn undeclared<R>(ctx: &Shared<R>, pool: &str, manifest_error: Option<
 pub(crate) fn decided<R>(ctx: &Shared<R>, s: &Snapshot, d: &Decision) {
     commit(ctx, &s.pool, &d.memory);
     // Until this pass concludes (it may end early, on an error or a shutdown).
-    ctx.pool_state(&s.pool, |state| state.status.quiet = false);
+    ctx.pool_state(&s.pool, |state| {
+        state.status.quiet = false;
+        state.status.signals = d.signals.clone();
+    });
     ctx.pool_state(&s.pool, |state| record_decision(ctx, s, d, state));
 }
 
@@ -373,7 +376,11 @@ impl Wakes {
 /// cooldown deadlines, which [`conclude`] requeues for.
 fn is_quiet(s: &PoolState, views: &[ContainerView], spec: &EffectiveSpec, now: Instant) -> bool {
     let target = s.replicas.unwrap_or(spec.scaling.min);
+    let signals = &s.status.signals;
     s.failures == 0
+        // A rate or a forecast changes with time, not with a trigger.
+        && signals.request_rate.is_none_or(|r| r <= 0.0)
+        && signals.forecast.is_none_or(|f| f.rate <= 0.0)
         && s.create_not_before.is_none_or(|t| t <= now)
         && s.waiting == 0
         && s.in_flight_peaks.iter().all(|(_, n)| *n == 0)
@@ -485,6 +492,7 @@ mod tests {
             idle_since: Some(Instant::now()),
             in_flight: 0,
             pinned: false,
+            metrics: Vec::new(),
         }
     }
 

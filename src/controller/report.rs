@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use serde::{Deserialize, Serialize};
 
 use super::context::Shared;
-use super::status::{Condition, Event, ScaleEvent};
+use super::status::{Condition, Cost, Event, ScaleEvent, SignalStatus};
 use crate::api::EffectiveSpec;
 use crate::metrics::{Format, PoolSample, Snapshot};
 use crate::scaler::{LoadState, Phase, Reason};
@@ -130,6 +130,14 @@ pub struct PoolReport {
     pub quiet: bool,
     /// Recent events, oldest first.
     pub events: Vec<Event>,
+    /// What the request-rate and custom-metric signals read at the last pass (empty
+    /// from an operator that predates them).
+    #[serde(default)]
+    pub signals: SignalStatus,
+    /// What the pool has used since it appeared (zero from an operator that predates
+    /// it).
+    #[serde(default)]
+    pub cost: Cost,
 }
 
 impl<R> Shared<R> {
@@ -235,6 +243,8 @@ impl<R> Shared<R> {
             reconciles: status.reconciles,
             quiet: status.quiet,
             events: status.events.iter().cloned().collect(),
+            signals: status.signals.clone(),
+            cost: status.cost,
         })
     }
 

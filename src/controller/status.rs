@@ -97,6 +97,57 @@ pub struct PoolStatus {
     pub last_scale: Option<ScaleEvent>,
     /// The most recent events, oldest first.
     pub events: VecDeque<Event>,
+    /// What the signals beyond CPU and memory read at the last pass.
+    pub signals: SignalStatus,
+    /// What the pool has used since it appeared (since the operator started).
+    pub cost: Cost,
+}
+
+/// What a pool's request-rate and custom-metric signals read at its last pass, with the
+/// forecast beside the rate it forecast, so a forecast that was wrong is visible.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignalStatus {
+    /// Requests per second the gateway counted lately (pools with
+    /// `targetRequestsPerSecond`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_rate: Option<f64>,
+    /// The rate forecast for `predictive.horizon` ahead, and the model that made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<crate::forecast::Forecast>,
+    /// The forecast made about one horizon ago for now: compare it with
+    /// `requestRate` to see how good the forecasts are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast_for_now: Option<f64>,
+    /// Each custom metric, in the spec's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_metrics: Vec<MetricStatus>,
+}
+
+/// One custom metric as the last pass read it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricStatus {
+    /// The metric's name.
+    pub name: String,
+    /// Its sum over the ready containers whose scrape had it.
+    pub sum: f64,
+    /// Ready containers whose scrape failed or lacked it (these hold scale-down back).
+    pub missing: usize,
+}
+
+/// What a pool has used since it appeared, summed every
+/// [`crate::history::SAMPLE_EVERY`] from its containers (starting or ready) and their
+/// latest usage samples. Counted from zero when the operator starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cost {
+    /// Container-seconds: how long containers ran, summed.
+    pub container_seconds: f64,
+    /// CPU-seconds (core-seconds) the containers used.
+    pub cpu_seconds: f64,
+    /// Memory byte-seconds: resident memory times time.
+    pub memory_byte_seconds: f64,
 }
 
 /// Seconds since the Unix epoch, now.

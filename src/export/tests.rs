@@ -366,6 +366,40 @@ fn target_concurrency_is_not_exported_and_says_what_would_do_it() {
 }
 
 #[test]
+fn request_rate_and_custom_metrics_become_pods_metrics_and_predictive_is_not_expressible() {
+    let o = export(
+        "  image: x\n  scaling:\n    targetRequestsPerSecond: 12.5\n    customMetrics: [{name: queue_depth, targetPerContainer: 10}]\n    predictive: {horizon: 1m}\n",
+    );
+    let metrics = hpa(&o).metrics.unwrap();
+    let pods: Vec<(String, String)> = metrics
+        .iter()
+        .filter_map(|m| m.pods.as_ref())
+        .map(|p| {
+            (
+                p.metric.name.clone(),
+                p.target.average_value.clone().unwrap().0,
+            )
+        })
+        .collect();
+    assert_eq!(
+        pods,
+        [
+            (workload::RATE_METRIC.to_string(), "12500m".to_string()),
+            ("queue_depth".to_string(), "10".to_string())
+        ]
+    );
+    for field in [
+        "spec.scaling.targetRequestsPerSecond",
+        "spec.scaling.customMetrics[0]",
+    ] {
+        let w = warned(&o, field).unwrap();
+        assert!(w.contains("metrics adapter"), "{field}: {w}");
+    }
+    let w = warned(&o, "spec.scaling.predictive").unwrap();
+    assert!(w.starts_with("not expressible"), "{w}");
+}
+
+#[test]
 fn a_cooldown_cpu_threshold_that_was_written_warns_that_the_hpa_has_no_idle_threshold() {
     let o = export("  image: x\n  scaling: {cooldownCpuThreshold: 0.2}\n");
     assert!(warned(&o, "spec.scaling.cooldownCpuThreshold").is_some());

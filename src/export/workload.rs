@@ -399,6 +399,7 @@ fn autoscaler(
             format!("{target} not exported: requests in flight per pod are not a metric the HPA has; scale on them with KEDA's HTTP add-on, or a Prometheus adapter serving a Pods metric to this HPA"),
         );
     }
+    let pods_metrics = pods_metrics(s, warnings);
     let period = seconds(s.poll_interval, 1, MAX_POLICY_PERIOD_SECONDS);
     if written.poll_interval.is_some() {
         warnings.add(
@@ -451,24 +452,29 @@ fn autoscaler(
             },
             min_replicas: Some(pool.min.max(1)),
             max_replicas: pool.max,
-            metrics: Some(vec![
-                resource_metric(
-                    "cpu",
-                    autoscaling::MetricTarget {
-                        type_: "Utilization".into(),
-                        average_utilization: Some(utilization),
-                        ..Default::default()
-                    },
-                ),
-                resource_metric(
-                    "memory",
-                    autoscaling::MetricTarget {
-                        type_: "AverageValue".into(),
-                        average_value: Some(memory_quantity(s.memory_overload_threshold)),
-                        ..Default::default()
-                    },
-                ),
-            ]),
+            metrics: Some(
+                [
+                    resource_metric(
+                        "cpu",
+                        autoscaling::MetricTarget {
+                            type_: "Utilization".into(),
+                            average_utilization: Some(utilization),
+                            ..Default::default()
+                        },
+                    ),
+                    resource_metric(
+                        "memory",
+                        autoscaling::MetricTarget {
+                            type_: "AverageValue".into(),
+                            average_value: Some(memory_quantity(s.memory_overload_threshold)),
+                            ..Default::default()
+                        },
+                    ),
+                ]
+                .into_iter()
+                .chain(pods_metrics)
+                .collect(),
+            ),
             behavior: Some(autoscaling::HorizontalPodAutoscalerBehavior {
                 // Up at once to what the load needs, as Invok does: up to max pods a period.
                 scale_up: Some(rule(0, "Pods", pool.max)),
@@ -478,6 +484,64 @@ fn autoscaler(
         }),
         status: None,
     }
+}
+
+/// The HPA name the request-rate metric is exported under (a `Pods` metric: something
+/// must serve it per pod, as a Prometheus adapter does from the pods' request counts).
+pub const RATE_METRIC: &str = "http_requests_per_second";
+
+/// `targetRequestsPerSecond` and `customMetrics` as the HPA's `Pods` metrics (average
+/// value per pod, as Invok divides the pool's sum by the target per container), with
+/// the warnings that say what they need; `predictive` is not expressible.
+fn pods_metrics(s: &api::ScalingPolicy, warnings: &mut Warnings) -> Vec<autoscaling::MetricSpec> {
+    let pods = |name: &str, target: f64| autoscaling::MetricSpec {
+        type_: "Pods".into(),
+        pods: Some(autoscaling::PodsMetricSource {
+            metric: autoscaling::MetricIdentifier {
+                name: name.into(),
+                selector: None,
+            },
+            target: autoscaling::MetricTarget {
+                type_: "AverageValue".into(),
+                average_value: Some(decimal_quantity(target)),
+                ..Default::default()
+            },
+        }),
+        ..Default::default()
+    };
+    let mut metrics = Vec::new();
+    if let Some(t) = s.target_requests_per_second {
+        warnings.add(
+            "spec.scaling.targetRequestsPerSecond",
+            format!("exported as the Pods metric {RATE_METRIC} (average {t} per pod): the HPA reads it only through a custom metrics adapter (such as the Prometheus adapter) that serves each pod's request rate under that name; the Invok gateway counted it here"),
+        );
+        metrics.push(pods(RATE_METRIC, t));
+    }
+    for (i, m) in s.custom_metrics.iter().enumerate() {
+        warnings.add(
+            &format!("spec.scaling.customMetrics[{i}]"),
+            format!("exported as the Pods metric {} (average {} per pod): the HPA reads it only through a custom metrics adapter (such as the Prometheus adapter, with Prometheus scraping {} on the pods); the HPA's rule for a pod without the metric is Invok's: no scale-down on what it cannot see", m.name, m.target_per_container, m.path),
+        );
+        metrics.push(pods(&m.name, m.target_per_container));
+    }
+    if let Some(p) = &s.predictive {
+        warnings.add(
+            "spec.scaling.predictive",
+            format!("not expressible: the HPA scales on metrics observed now, not on a forecast (horizon {}, window {}); KEDA's predictive scalers or a schedule (KEDA's cron scaler) come closest", api::format_duration(p.horizon), api::format_duration(p.window)),
+        );
+    }
+    metrics
+}
+
+/// A decimal as a Kubernetes quantity: whole numbers as they are, else in milli-units
+/// (`12.5` is `12500m`), at least `1m`.
+fn decimal_quantity(v: f64) -> Quantity {
+    let millis = (v * 1000.0).round().max(1.0) as u64;
+    Quantity(if millis.is_multiple_of(1000) {
+        (millis / 1000).to_string()
+    } else {
+        format!("{millis}m")
+    })
 }
 
 /// A replica count as the API's `int32`, saturating (with a warning) above it.

@@ -149,6 +149,8 @@ impl<R> Drop for Waiting<'_, R> {
 /// Waits for a ready container of `pool` (asking for one if there is none) and takes it.
 async fn acquire<R: Runtime>(gw: &Gateway<R>, pool: &str) -> Option<Route> {
     let store = &gw.shared.store;
+    // Counted once, on arrival (waiting or not): the pool's request rate.
+    gw.shared.arrivals.note(pool);
     let deadline = after(gw.config.cold_start_timeout);
     let mut waiting: Option<Waiting<'_, R>> = None;
     loop {

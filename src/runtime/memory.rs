@@ -156,6 +156,8 @@ pub struct Faults {
     pub slow_ready_max: Duration,
     /// One probe of a healthy container fails.
     pub probe_flake: f64,
+    /// A scrape of a container's custom metrics gets no answer.
+    pub scrape_error: f64,
 }
 
 /// Synthetic load of a pool: the demand its ready containers share evenly, as a load
@@ -297,6 +299,9 @@ struct Model {
     seed: u64,
     draws: BTreeMap<(&'static str, String), u64>,
     loads: BTreeMap<String, Load>,
+    /// Each pool's custom metric (`queue_depth`), spread evenly over its answering
+    /// containers' metrics pages.
+    metrics: BTreeMap<String, f64>,
     touches: Vec<String>,
     creates: Vec<CreateCall>,
     starts: Vec<StartRecord>,
@@ -539,6 +544,7 @@ impl MemoryRuntime {
                     seed,
                     draws: BTreeMap::new(),
                     loads: BTreeMap::new(),
+                    metrics: BTreeMap::new(),
                     touches: Vec::new(),
                     creates: Vec::new(),
                     starts: Vec::new(),
@@ -614,6 +620,17 @@ impl MemoryRuntime {
             m.account(&id, now);
         }
         m.loads.insert(pool.to_string(), load);
+    }
+
+    /// Sets the pool's custom metric `queue_depth` (its total over the pool; each
+    /// answering container serves an even share on any metrics path).
+    pub fn set_metric(&self, pool: &str, total: f64) {
+        self.model().metrics.insert(pool.to_string(), total);
+    }
+
+    /// The pool's custom metric total (see [`MemoryRuntime::set_metric`]).
+    pub fn metric(&self, pool: &str) -> f64 {
+        self.model().metrics.get(pool).copied().unwrap_or(0.0)
     }
 
     /// Sets (or with `None`, clears) one container's own load.
@@ -1208,6 +1225,52 @@ impl Runtime for MemoryRuntime {
         pause(delay).await;
         // Judged when the answer arrives: a container that died meanwhile fails.
         answer && self.answers(id)
+    }
+
+    async fn scrape(
+        &self,
+        container: &ContainerInfo,
+        _path: &str,
+        _timeout: Duration,
+    ) -> Option<String> {
+        self.calls.other.fetch_add(1, Ordering::Relaxed);
+        let page = {
+            let mut m = self.model();
+            let now = Instant::now();
+            let pool = container.pool.clone();
+            let lat = m.latency.probe;
+            let fails = m.faults.scrape_error;
+            let (foreign, answers) = match m.containers.get(&container.id) {
+                Some(e) => (e.foreign, e.answers(now)),
+                None => (false, false),
+            };
+            if foreign {
+                let what = format!(
+                    "scrape of {} ({}), which is not ours",
+                    container.name, container.id
+                );
+                m.touch(what);
+                None
+            } else if answers && !m.hit(fails, "scrape-error", &pool) {
+                let answering = m
+                    .containers
+                    .values()
+                    .filter(|c| c.info.pool == pool && c.answers(now))
+                    .count()
+                    .max(1);
+                let total = m.metrics.get(&pool).copied().unwrap_or(0.0);
+                let share = total / answering as f64;
+                Some((
+                    lat,
+                    format!("# TYPE queue_depth gauge\nqueue_depth {share}\n"),
+                ))
+            } else {
+                None
+            }
+        };
+        let (delay, text) = page?;
+        pause(delay).await;
+        Some(text)
     }
 
     fn read_usage(

@@ -272,6 +272,26 @@ pub trait Runtime: Send + Sync + 'static {
         }
     }
 
+    /// Fetches a container's metrics page (`path` on its function's port) within
+    /// `timeout`: the text, or `None` when it did not answer with one (see
+    /// [`crate::scraper`]). The default GETs the loopback host port; the in-memory
+    /// runtime answers from its model.
+    fn scrape(
+        &self,
+        container: &ContainerInfo,
+        path: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Option<String>> + Send {
+        let port = container.host_port;
+        let path = path.to_string();
+        async move {
+            match port {
+                Some(port) => readiness::get_text(port, &path, timeout).await,
+                None => None,
+            }
+        }
+    }
+
     /// One tick of the sampler: a usage reading for each container of `due` (running
     /// containers whose pool wants a sample now) that the runtime can read, keyed by id;
     /// one it cannot read is left out. `running` holds every running container: what

@@ -76,6 +76,58 @@ async fn http(addr: SocketAddr, path: &str) -> bool {
     ok
 }
 
+/// The most of an answer [`get_text`] reads: a metrics page is a few kB.
+pub const MAX_TEXT: usize = 1024 * 1024;
+
+/// GETs `path` from `127.0.0.1:port` within `timeout`: the answer's body as text when
+/// the status is 2xx and the body fits [`MAX_TEXT`], else `None` (a custom-metrics
+/// scrape; see [`crate::scraper`]).
+pub async fn get_text(port: u16, path: &str, timeout: Duration) -> Option<String> {
+    tokio::time::timeout(
+        timeout,
+        get(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), path),
+    )
+    .await
+    .ok()
+    .flatten()
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Option<String> {
+    use http_body_util::{BodyExt, Limited};
+    let stream = TcpStream::connect(addr).await.ok()?;
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io)
+        .await
+        .ok()?;
+    // Aborted when this future ends (answered or timed out).
+    let driver = AbortOnDrop(tokio::spawn(conn));
+    let req = hyper::Request::get(path)
+        .header(hyper::header::HOST, format!("127.0.0.1:{}", addr.port()))
+        .header("user-agent", "invok-scraper")
+        .header(hyper::header::ACCEPT, "text/plain")
+        .body(Empty::new())
+        .ok()?;
+    let resp = sender.send_request(req).await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let body = Limited::new(resp.into_body(), MAX_TEXT)
+        .collect()
+        .await
+        .ok()?;
+    drop(driver);
+    String::from_utf8(body.to_bytes().to_vec()).ok()
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,6 +96,10 @@ pub struct ContainerView {
     pub in_flight: usize,
     /// Registered by a library user: counts as current, never removed.
     pub pinned: bool,
+    /// The latest scrape of each of the pool's `customMetrics`, in the spec's order:
+    /// `None` where the scrape failed or lacked the metric. Empty until the first scrape
+    /// (every metric missing). Missing is never zero: it holds scale-down back.
+    pub metrics: Vec<Option<f64>>,
 }
 
 /// The pool-level facts [`decide`] needs beyond the containers.
@@ -112,6 +116,12 @@ pub struct PoolFacts {
     /// for these, not only for the requests of this instant (as the HPA's scale-down
     /// stabilization window keeps the highest recent recommendation).
     pub recent_peak_in_flight: usize,
+    /// Requests per second the gateway counted for the pool lately
+    /// (`targetRequestsPerSecond`); `None` until measured.
+    pub request_rate: Option<f64>,
+    /// The request rate forecast for `predictive.horizon` ahead; `None` without a
+    /// forecast (not predictive, or too little history).
+    pub forecast_rate: Option<f64>,
 }
 
 /// Which signal moved the replica count.
@@ -134,6 +144,29 @@ pub enum Reason {
     Demand,
     /// Idle containers past their cooldown.
     Idle,
+    /// The request rate over `targetRequestsPerSecond` per container.
+    RequestRate,
+    /// A custom metric's sum over `targetPerContainer` per container.
+    CustomMetric,
+    /// The request rate forecast for the horizon (predictive scaling).
+    Predictive,
+}
+
+impl Reason {
+    /// True for the reasons that grow a pool because of load (which start the cooldown
+    /// after a scale-up), as opposed to bounds and replacements.
+    pub fn is_load(self) -> bool {
+        matches!(
+            self,
+            Reason::Cpu
+                | Reason::Memory
+                | Reason::Concurrency
+                | Reason::Demand
+                | Reason::RequestRate
+                | Reason::CustomMetric
+                | Reason::Predictive
+        )
+    }
 }
 
 /// The outcome of [`decide`].
@@ -163,10 +196,15 @@ fn ceil_div(sum: f64, per: f64) -> usize {
 ///   container exceed `targetConcurrency`, or requests wait with none ready), to
 ///   `ceil(sum of usage / threshold)` for CPU and memory (the larger wins), capped at max.
 ///   The current target counts containers still starting, so one spike is answered once.
+/// - The request rate (`targetRequestsPerSecond`), its forecast (`predictive`) and each
+///   custom metric propose `ceil(load / target per container)` at any load; the largest
+///   proposal of all signals wins, within max.
 /// - Scale down idle containers past `cooldownDuration`, longest idle first, never below
 ///   min, never within `cooldownDuration` of a scale-up, never while any ready container
 ///   lacks a sample or any container is starting, and only if the containers that stay
-///   remain under the CPU and memory thresholds with the load they carry.
+///   remain under the CPU and memory thresholds with the load they carry; never below
+///   what the rate, the forecast or a custom metric proposes, and not at all while a
+///   ready container's custom metric is missing (every signal must agree).
 ///
 /// ```
 /// # use invok::scaler::*;
@@ -176,7 +214,8 @@ fn ceil_div(sum: f64, per: f64) -> usize {
 /// #   .validate(&Default::default()).unwrap();
 /// let now = tokio::time::Instant::now();
 /// let busy = ContainerView { id: "a".into(), spec_hash: spec.spec_hash.clone(), phase: Phase::Ready,
-///     created: now, usage: Some(Usage { cpu: 1.4, rss: 0 }), idle_since: None, in_flight: 0, pinned: false };
+///     created: now, usage: Some(Usage { cpu: 1.4, rss: 0 }), idle_since: None, in_flight: 0, pinned: false,
+///     metrics: Vec::new() };
 /// let d = decide(&spec, &[busy], &PoolFacts { replicas: 1, ..Default::default() }, now);
 /// assert_eq!((d.replicas, d.reason), (2, Reason::Cpu)); // ceil(1.4 / 0.7)
 /// ```
@@ -209,11 +248,17 @@ pub fn decide(
         }
     };
 
-    // Scale up.
+    // Scale up: the largest proposal of any signal.
     let (proposal, proposal_reason) = propose(spec, &pool, facts);
+    let wanted = Wanted::of(spec, &pool, facts);
+    let (up, up_reason) = if wanted.replicas > proposal {
+        (wanted.replicas, wanted.reason)
+    } else {
+        (proposal, proposal_reason)
+    };
     let at_max_overloaded = pool.all_overloaded && replicas >= s.max;
-    if proposal > replicas && replicas < s.max {
-        return decision(proposal.min(s.max), proposal_reason, Vec::new(), false);
+    if up > replicas && replicas < s.max {
+        return decision(up.min(s.max), up_reason, Vec::new(), false);
     }
     if proposal > 0 {
         // Load wants more (or at least this many): never scale down now.
@@ -221,25 +266,43 @@ pub fn decide(
     }
 
     // Scale down.
-    let cooling = facts
-        .last_scale_up
-        .is_some_and(|t| now.saturating_duration_since(t) < s.cooldown_duration);
-    let starting = pool.live.len().saturating_sub(pool.ready.len());
-    if replicas <= s.min
-        || cooling
-        || starting > 0
-        || !pool.all_sampled
-        || facts.waiting_requests > 0
-    {
+    if replicas <= s.min || scale_down_held(spec, &pool, facts, &wanted, now) {
         return decision(replicas, reason, Vec::new(), false);
     }
-    let victims = idle_victims(spec, &pool, replicas, facts.recent_peak_in_flight, now);
+    // Every signal must agree: none goes below what the rate, the forecast or a custom
+    // metric asks for.
+    let keep = wanted.replicas.max(s.min);
+    let victims = idle_victims(
+        spec,
+        &pool,
+        replicas,
+        keep,
+        facts.recent_peak_in_flight,
+        now,
+    );
     if victims.is_empty() {
         return decision(replicas, reason, victims, false);
     }
-    // idle_victims stops before `replicas - victims` would go below min.
+    // idle_victims stops before `replicas - victims` would go below `keep` (>= min).
     let replicas = replicas.saturating_sub(victims.len()).max(s.min);
     decision(replicas, Reason::Idle, victims, false)
+}
+
+/// Whether anything forbids a scale-down now: within `cooldownDuration` of a scale-up,
+/// a container starting, a ready container without a usage sample, requests waiting,
+/// or a custom metric missing.
+fn scale_down_held(
+    spec: &EffectiveSpec,
+    pool: &Load<'_>,
+    facts: &PoolFacts,
+    wanted: &Wanted,
+    now: Instant,
+) -> bool {
+    let cooling = facts
+        .last_scale_up
+        .is_some_and(|t| now.saturating_duration_since(t) < spec.scaling.cooldown_duration);
+    let starting = pool.live.len().saturating_sub(pool.ready.len());
+    cooling || starting > 0 || !pool.all_sampled || facts.waiting_requests > 0 || wanted.missing
 }
 
 /// A pool's containers as the scale decisions read them.
@@ -335,14 +398,69 @@ fn propose(spec: &EffectiveSpec, pool: &Load<'_>, facts: &PoolFacts) -> (usize, 
     (proposal, proposal_reason)
 }
 
+/// What the signals beyond CPU, memory and concurrency ask for: each proposes the HPA's
+/// `ceil(load / target per container)` and the largest wins. These propose a count at
+/// any load (not only when every container is overloaded), so they set a floor that a
+/// scale-down keeps, where [`propose`] vetoes scale-down outright.
+#[derive(Debug, PartialEq)]
+struct Wanted {
+    /// The largest proposal (0 when no signal is set or all read zero).
+    replicas: usize,
+    /// The signal that made it.
+    reason: Reason,
+    /// A ready container's custom metric is missing (its scrape failed): the pool may
+    /// not scale down on what it cannot see (the HPA's rule).
+    missing: bool,
+}
+
+impl Wanted {
+    fn of(spec: &EffectiveSpec, pool: &Load<'_>, facts: &PoolFacts) -> Wanted {
+        let s = &spec.scaling;
+        let mut w = Wanted {
+            replicas: 0,
+            reason: Reason::Steady,
+            missing: false,
+        };
+        let offer = |w: &mut Wanted, n: usize, reason: Reason| {
+            if n > w.replicas {
+                (w.replicas, w.reason) = (n, reason);
+            }
+        };
+        if let Some(target) = s.target_requests_per_second {
+            let rate = facts.request_rate.unwrap_or(0.0);
+            offer(&mut w, ceil_div(rate, target), Reason::RequestRate);
+            // The forecast only ever raises the count: it wins only when it asks more.
+            if let Some(ahead) = facts.forecast_rate {
+                offer(&mut w, ceil_div(ahead, target), Reason::Predictive);
+            }
+        }
+        for (i, m) in s.custom_metrics.iter().enumerate() {
+            let mut sum = 0.0;
+            for c in &pool.ready {
+                match c.metrics.get(i).copied().flatten() {
+                    Some(v) if v.is_finite() => sum += v.max(0.0),
+                    _ => w.missing = true,
+                }
+            }
+            offer(
+                &mut w,
+                ceil_div(sum, m.target_per_container),
+                Reason::CustomMetric,
+            );
+        }
+        w
+    }
+}
+
 /// Ready containers idle for the cooldown that may go, longest idle first: never below
-/// min, and only while the containers that stay would carry the load under the CPU and
+/// `keep` (min, or what another signal asks for), and only while the containers that stay would carry the load under the CPU and
 /// memory thresholds and, with a concurrency target, the requests in flight within it
 /// (no flapping).
 fn idle_victims(
     spec: &EffectiveSpec,
     pool: &Load<'_>,
     replicas: usize,
+    keep: usize,
     recent_peak_in_flight: usize,
     now: Instant,
 ) -> Vec<String> {
@@ -373,11 +491,11 @@ fn idle_victims(
         .fold(0, |n, c| n.saturating_add(c.in_flight));
     let mut victims = Vec::new();
     for c in candidates {
-        // There may be more idle candidates than the (clamped) target: stop at min, and
-        // never count below zero.
+        // There may be more idle candidates than the (clamped) target: stop at `keep`,
+        // and never count below zero.
         let gone = victims.len().saturating_add(1);
         match replicas.checked_sub(gone) {
-            Some(remaining) if remaining >= s.min => {}
+            Some(remaining) if remaining >= keep => {}
             _ => break,
         }
         let Some(remaining_ready) = pool.ready.len().checked_sub(gone) else {

@@ -1,5 +1,7 @@
 use super::*;
-use crate::api::{FunctionPool, FunctionPoolSpec, ObjectMeta, Scaling, ScalingDefaults};
+use crate::api::{
+    CustomMetric, FunctionPool, FunctionPoolSpec, ObjectMeta, Predictive, Scaling, ScalingDefaults,
+};
 use proptest::prelude::*;
 
 const HASH: &str = "new";
@@ -50,6 +52,7 @@ fn ready(id: &str, cpu: f64) -> ContainerView {
         idle_since: None,
         in_flight: 0,
         pinned: false,
+        metrics: Vec::new(),
     }
 }
 
@@ -440,8 +443,10 @@ fn arb_container(i: usize) -> impl Strategy<Value = ContainerView> {
         arb_usage(),
         prop_oneof![2 => Just(0usize), 1 => 0usize..6],
         prop::bool::weighted(0.2),
+        // A custom metric's reading: mostly present (zero often), sometimes missing.
+        prop_oneof![2 => Just(Some(0.0)), 3 => (0.0f64..50.0).prop_map(Some), 1 => Just(None)],
     )
-        .prop_map(move |(phase, (usage, idle_for), in_flight, old)| {
+        .prop_map(move |(phase, (usage, idle_for), in_flight, old, metric)| {
             let now = t0();
             ContainerView {
                 id: format!("c{i}"),
@@ -452,6 +457,7 @@ fn arb_container(i: usize) -> impl Strategy<Value = ContainerView> {
                 idle_since: idle_for.map(|s| now - Duration::from_secs(s)),
                 in_flight,
                 pinned: false,
+                metrics: vec![metric],
             }
         })
 }
@@ -459,6 +465,13 @@ fn arb_container(i: usize) -> impl Strategy<Value = ContainerView> {
 /// Pools biased to the edges: `min = 0`, `min = max`, `max = 1`, more containers than
 /// max, and a replica target above max (max just lowered), equal to it, or zero.
 fn arb_pool() -> impl Strategy<Value = (EffectiveSpec, Vec<ContainerView>, PoolFacts)> {
+    arb_pool_with(arb_signals())
+}
+
+/// [`arb_pool`] with the signals beyond CPU drawn from `signals`.
+fn arb_pool_with(
+    signals: impl Strategy<Value = Signals>,
+) -> impl Strategy<Value = (EffectiveSpec, Vec<ContainerView>, PoolFacts)> {
     (
         prop_oneof![3 => Just(0u32), 2 => 0u32..5],
         prop_oneof![2 => Just(1u32), 1 => Just(0u32), 3 => 1u32..12],
@@ -466,29 +479,76 @@ fn arb_pool() -> impl Strategy<Value = (EffectiveSpec, Vec<ContainerView>, PoolF
         prop::option::of(0u64..100),
         prop_oneof![3 => Just(0usize), 1 => 0usize..4],
         prop::option::of(1u32..5),
+        signals,
     )
-        .prop_flat_map(|(min, extra, n, since_up, waiting, conc)| {
+        .prop_flat_map(|(min, extra, n, since_up, waiting, conc, signals)| {
             // extra = 0 gives min = max.
             let max = (min + extra).max(1);
             let cs: Vec<_> = (0..n).map(arb_container).collect();
             let replicas = prop_oneof![Just(n), Just(max as usize), Just(0usize), 0usize..15];
-            (Just((min, max, since_up, waiting, conc)), cs, replicas)
-        })
-        .prop_map(|((min, max, since_up, waiting, conc), cs, replicas)| {
-            let s = spec_with(Scaling {
-                min_containers: Some(min),
-                max_containers: Some(max),
-                target_concurrency: conc,
-                ..Default::default()
-            });
-            let f = PoolFacts {
+            (
+                Just((min, max, since_up, waiting, conc, signals)),
+                cs,
                 replicas,
-                last_scale_up: since_up.map(|s| t0() - Duration::from_secs(s)),
-                waiting_requests: waiting,
-                recent_peak_in_flight: 0,
-            };
-            (s, cs, f)
+            )
         })
+        .prop_map(
+            |((min, max, since_up, waiting, conc, signals), cs, replicas)| {
+                let (rps, rate, forecast, custom) = signals;
+                let s = spec_with(Scaling {
+                    min_containers: Some(min),
+                    max_containers: Some(max),
+                    target_concurrency: conc,
+                    target_requests_per_second: rps,
+                    custom_metrics: custom
+                        .map(|target| CustomMetric {
+                            name: "queue".into(),
+                            path: None,
+                            target_per_container: target,
+                        })
+                        .into_iter()
+                        .collect(),
+                    predictive: forecast.map(|_| Predictive::default()),
+                    ..Default::default()
+                });
+                let f = PoolFacts {
+                    replicas,
+                    last_scale_up: since_up.map(|s| t0() - Duration::from_secs(s)),
+                    waiting_requests: waiting,
+                    recent_peak_in_flight: 0,
+                    request_rate: rate,
+                    forecast_rate: forecast.flatten(),
+                };
+                (s, cs, f)
+            },
+        )
+}
+
+/// The signals beyond CPU: `(targetRequestsPerSecond, measured rate, forecast (outer
+/// None: not predictive), custom metric target)`.
+type Signals = (Option<f64>, Option<f64>, Option<Option<f64>>, Option<f64>);
+
+/// No signal, the rate, or a custom metric.
+fn arb_signals() -> impl Strategy<Value = Signals> {
+    prop_oneof![
+        3 => Just((None, None, None, None)),
+        2 => rate_signals(),
+        2 => metric_signals(),
+    ]
+}
+
+/// The request rate (and a forecast or not), biased to none, zero, and rates far over
+/// what max containers serve.
+fn rate_signals() -> impl Strategy<Value = Signals> {
+    let rate = prop_oneof![2 => Just(None), 2 => Just(Some(0.0)), 3 => (0.0f64..200.0).prop_map(Some), 1 => Just(Some(1e12))];
+    let forecast = prop::option::of(prop::option::of(prop_oneof![Just(0.0), 0.0f64..500.0]));
+    (prop_oneof![Just(1.0), 0.5f64..50.0], rate, forecast)
+        .prop_map(|(t, r, f)| (Some(t), r, f, None))
+}
+
+/// A custom metric (each container's reading comes from [`arb_container`]).
+fn metric_signals() -> impl Strategy<Value = Signals> {
+    prop_oneof![Just(1.0), 0.5f64..20.0].prop_map(|t| (None, None, None, Some(t)))
 }
 
 /// A steady total CPU load spread evenly over the ready containers.
@@ -597,6 +657,189 @@ proptest! {
         if tail[0] > 1 {
             prop_assert!(load / n >= 0.10 || load / (n - 1.0) >= 0.70, "kept {n} idle containers for load {load}");
         }
+    }
+}
+
+/// A pool scaling on the request rate (`target` per container), with cooldown 30 s.
+fn rate_spec(target: f64, predictive: bool) -> EffectiveSpec {
+    spec_with(Scaling {
+        min_containers: Some(1),
+        max_containers: Some(10),
+        target_requests_per_second: Some(target),
+        predictive: predictive.then(Predictive::default),
+        ..Default::default()
+    })
+}
+
+fn rate_facts(replicas: usize, rate: f64, forecast: Option<f64>) -> PoolFacts {
+    PoolFacts {
+        request_rate: Some(rate),
+        forecast_rate: forecast,
+        ..facts(replicas)
+    }
+}
+
+#[test]
+fn the_request_rate_asks_for_rate_over_target_containers() {
+    let s = rate_spec(50.0, false);
+    let cs = [ready("a", 0.05)];
+    let d = decide(&s, &cs, &rate_facts(1, 120.0, None), t0());
+    assert_eq!((d.replicas, d.reason), (3, Reason::RequestRate));
+    // At the target exactly: enough.
+    let d = decide(&s, &cs, &rate_facts(1, 50.0, None), t0());
+    assert_eq!((d.replicas, d.reason), (1, Reason::Steady));
+    // Far over max: max.
+    let d = decide(&s, &cs, &rate_facts(1, 1e12, None), t0());
+    assert_eq!((d.replicas, d.reason), (10, Reason::RequestRate));
+}
+
+#[test]
+fn idle_containers_go_only_down_to_what_the_rate_still_asks_for() {
+    let s = rate_spec(50.0, false);
+    let long_ago = t0() - Duration::from_secs(600);
+    let cs: Vec<_> = (0..4).map(|i| idle(&format!("c{i}"), long_ago)).collect();
+    // 120 requests/s want 3 of the 4 idle-by-CPU containers.
+    let d = decide(&s, &cs, &rate_facts(4, 120.0, None), t0());
+    assert_eq!((d.replicas, d.victims.len()), (3, 1), "{d:?}");
+    // No rate: down to min.
+    let d = decide(&s, &cs, &rate_facts(4, 0.0, None), t0());
+    assert_eq!((d.replicas, d.reason), (1, Reason::Idle));
+}
+
+#[test]
+fn the_forecast_scales_up_ahead_and_never_down() {
+    let s = rate_spec(10.0, true);
+    let cs = [ready("a", 0.05)];
+    let d = decide(&s, &cs, &rate_facts(1, 5.0, Some(35.0)), t0());
+    assert_eq!((d.replicas, d.reason), (4, Reason::Predictive));
+    // The observed rate asks more than the forecast: the rate's reason.
+    let d = decide(&s, &cs, &rate_facts(1, 45.0, Some(35.0)), t0());
+    assert_eq!((d.replicas, d.reason), (5, Reason::RequestRate));
+    // A forecast of less than the rate lowers nothing.
+    let long_ago = t0() - Duration::from_secs(600);
+    let idle4: Vec<_> = (0..4).map(|i| idle(&format!("c{i}"), long_ago)).collect();
+    let d = decide(&s, &idle4, &rate_facts(4, 35.0, Some(0.0)), t0());
+    assert_eq!(d.replicas, 4, "{d:?}");
+}
+
+fn metric_spec(target: f64) -> EffectiveSpec {
+    spec_with(Scaling {
+        min_containers: Some(1),
+        max_containers: Some(10),
+        custom_metrics: vec![CustomMetric {
+            name: "queue_depth".into(),
+            path: None,
+            target_per_container: target,
+        }],
+        ..Default::default()
+    })
+}
+
+fn with_metric(mut c: ContainerView, v: Option<f64>) -> ContainerView {
+    c.metrics = vec![v];
+    c
+}
+
+#[test]
+fn a_custom_metric_asks_for_its_sum_over_target_containers() {
+    let s = metric_spec(10.0);
+    let cs = [
+        with_metric(ready("a", 0.05), Some(25.0)),
+        with_metric(ready("b", 0.05), Some(20.0)),
+    ];
+    let d = decide(&s, &cs, &facts(2), t0());
+    assert_eq!((d.replicas, d.reason), (5, Reason::CustomMetric));
+}
+
+#[test]
+fn a_missing_custom_metric_holds_scale_down_and_still_lets_the_others_scale_up() {
+    let s = metric_spec(10.0);
+    let long_ago = t0() - Duration::from_secs(600);
+    let quiet = |id: &str, v| with_metric(idle(id, long_ago), v);
+    let all_read = [
+        quiet("a", Some(0.0)),
+        quiet("b", Some(0.0)),
+        quiet("c", Some(0.0)),
+    ];
+    let d = decide(&s, &all_read, &facts(3), t0());
+    assert_eq!((d.replicas, d.reason), (1, Reason::Idle), "{d:?}");
+    // One scrape failed: its value is unknown, not zero.
+    let one_missing = [
+        quiet("a", Some(0.0)),
+        quiet("b", None),
+        quiet("c", Some(0.0)),
+    ];
+    let d = decide(&s, &one_missing, &facts(3), t0());
+    assert_eq!((d.replicas, d.victims.len()), (3, 0), "{d:?}");
+    // Never scraped yet: the same.
+    let d = decide(
+        &s,
+        &[idle("a", long_ago), idle("b", long_ago)],
+        &facts(2),
+        t0(),
+    );
+    assert_eq!(d.replicas, 2, "{d:?}");
+    // What is read still counts up.
+    let up = [quiet("a", Some(45.0)), quiet("b", None)];
+    let d = decide(&s, &up, &facts(2), t0());
+    assert_eq!((d.replicas, d.reason), (5, Reason::CustomMetric));
+}
+
+/// What a signal asks for, capped at max: `ceil(load / target)`.
+fn asks(load: f64, target: f64, max: usize) -> usize {
+    (((load / target) - 1e-9).ceil().max(0.0) as usize).min(max)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Every signal must agree before a scale-down: the decision never goes below what
+    /// the rate, the forecast or a fully read custom metric asks for (within max).
+    #[test]
+    fn no_decision_goes_below_what_a_signal_asks((s, cs, f) in arb_pool()) {
+        let d = decide(&s, &cs, &f, t0());
+        let max = s.scaling.max;
+        if let Some(t) = s.scaling.target_requests_per_second {
+            prop_assert!(d.replicas >= asks(f.request_rate.unwrap_or(0.0), t, max), "rate: {d:?} {f:?}");
+            if let Some(ahead) = f.forecast_rate {
+                prop_assert!(d.replicas >= asks(ahead, t, max), "forecast: {d:?} {f:?}");
+            }
+        }
+        for (i, m) in s.scaling.custom_metrics.iter().enumerate() {
+            let sum: f64 = cs.iter().filter(|c| c.phase == Phase::Ready)
+                .filter_map(|c| c.metrics.get(i).copied().flatten()).sum();
+            prop_assert!(d.replicas >= asks(sum, m.target_per_container, max), "metric: {d:?}");
+        }
+    }
+
+    /// A forecast never scales down: the same pool with a forecast added never ends
+    /// with fewer containers than without one.
+    #[test]
+    fn a_forecast_never_lowers_the_count((s, cs, f) in arb_pool_with(rate_signals()), ahead in prop_oneof![Just(0.0), 0.0f64..500.0]) {
+        let without = decide(&s, &cs, &PoolFacts { forecast_rate: None, ..f.clone() }, t0());
+        let with = decide(&s, &cs, &PoolFacts { forecast_rate: Some(ahead), ..f }, t0());
+        prop_assert!(with.replicas >= without.replicas, "{with:?} < {without:?}");
+    }
+
+    /// A missing custom metric on any ready container never lets the pool shrink.
+    #[test]
+    fn a_missing_custom_metric_never_scales_down((s, mut cs, f) in arb_pool_with(metric_signals()), hole in 0usize..12) {
+        let ready: Vec<usize> = (0..cs.len()).filter(|&i| cs[i].phase == Phase::Ready).collect();
+        prop_assume!(!ready.is_empty());
+        cs[ready[hole % ready.len()]].metrics = vec![None];
+        let d = decide(&s, &cs, &f, t0());
+        let before = f.replicas.clamp(s.scaling.min, s.scaling.max);
+        prop_assert!(d.replicas >= before, "{d:?} from {before}");
+        prop_assert!(d.victims.is_empty(), "{d:?}");
+    }
+
+    /// More requests never mean fewer containers.
+    #[test]
+    fn a_higher_rate_never_means_fewer_containers((s, cs, f) in arb_pool_with(rate_signals()), extra in prop_oneof![Just(0.0), 0.0f64..300.0]) {
+        let lo = decide(&s, &cs, &f, t0());
+        let rate = f.request_rate.unwrap_or(0.0) + extra;
+        let hi = decide(&s, &cs, &PoolFacts { request_rate: Some(rate), ..f }, t0());
+        prop_assert!(hi.replicas >= lo.replicas, "{hi:?} < {lo:?}");
     }
 }
 

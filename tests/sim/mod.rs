@@ -46,6 +46,16 @@
 //!   time to stop polling, a request to each pool that did (its status says `quiet`)
 //!   brings a reconcile of it within [`WAKE_BOUND`] (a quiet pool learns of requests
 //!   only so).
+//! - `missing-metric-holds-scale-down`: while every scrape of the custom metrics fails
+//!   (the `ScrapesFail` profile), no pool whose spec has a custom metric scales down on
+//!   idleness, from one scrape period after the failures began (a missing metric is
+//!   never read as zero).
+//!
+//! The load steps also set each pool's custom metric (`queue_depth`, spread over its
+//! containers' metrics pages) and a request rate the harness counts into
+//! `Shared::arrivals` every [`ARRIVAL_SLICE`], routing one request of each slice as the
+//! gateway would; edits turn `targetRequestsPerSecond`, `predictive` and a custom metric
+//! on and off, so every invariant above also covers the signals beyond CPU.
 //!
 //! Not checked, for want of a hook: one reconcile at a time per pool (a per-pool
 //! in-flight count on `Shared` would do), and scale from zero (the gateway's
@@ -271,6 +281,11 @@ fn faults(profile: Profile) -> Faults {
             hung: 0.05,
             slow_ready_max: s(10),
             probe_flake: 0.2,
+            scrape_error: 0.3,
+        },
+        Profile::ScrapesFail => Faults {
+            scrape_error: 1.0,
+            ..Faults::default()
         },
         Profile::CreatesFail => Faults {
             create_error: 1.0,
@@ -315,6 +330,20 @@ fn faults(profile: Profile) -> Faults {
         },
     }
 }
+
+/// The request rate (per second) and the custom metric's total at a load level.
+fn signal_load(level: LoadLevel) -> (f64, f64) {
+    match level {
+        LoadLevel::Idle => (0.0, 0.0),
+        LoadLevel::Low | LoadLevel::MemoryHeavy => (5.0, 3.0),
+        LoadLevel::Medium => (30.0, 20.0),
+        LoadLevel::High => (100.0, 60.0),
+        LoadLevel::Extreme => (20_000.0, 1e9),
+    }
+}
+
+/// Requests are counted in slices of this much virtual time.
+const ARRIVAL_SLICE: Duration = Duration::from_millis(500);
 
 fn load(level: LoadLevel) -> Load {
     match level {
@@ -383,6 +412,12 @@ struct Sim {
     /// Requests routed to a quiet pool: the pool, its reconcile count then, and when.
     /// Each must bring a reconcile within [`WAKE_BOUND`].
     woken: Vec<(&'static str, u64, Instant)>,
+    /// Requests per second the harness sends each pool (counted as the gateway counts).
+    rates: BTreeMap<&'static str, f64>,
+    /// Since when every scrape fails (the `ScrapesFail` profile).
+    scrapes_fail_since: Option<Instant>,
+    /// Idle scale-downs counted per pool since the scrapes began failing.
+    idle_downs: BTreeMap<&'static str, u64>,
     /// Directory contents read before, and what `load_dir` made of them.
     reads_seen: BTreeMap<Vec<(&'static str, Vec<u8>)>, invok::manifest::ManifestSet>,
 }
@@ -429,6 +464,9 @@ impl Sim {
             creates: 0,
             reads: 0,
             reads_seen: BTreeMap::new(),
+            rates: BTreeMap::new(),
+            scrapes_fail_since: None,
+            idle_downs: BTreeMap::new(),
             removes_seen: Vec::new(),
             held: Vec::new(),
             woken: Vec::new(),
@@ -626,10 +664,22 @@ impl Sim {
     async fn advance(&mut self, d: Duration) -> Check {
         let until = Instant::now() + d;
         loop {
-            match self.next_read.filter(|t| *t <= until && self.op.is_some()) {
+            // Requests arrive at each pool's rate, in slices of virtual time.
+            let slice = (!self.rates.is_empty()).then(|| Instant::now() + ARRIVAL_SLICE);
+            let next = [self.next_read.filter(|_| self.op.is_some()), slice]
+                .into_iter()
+                .flatten()
+                .min()
+                .filter(|t| *t <= until);
+            match next {
                 Some(t) => {
                     tokio::time::sleep_until(t).await;
-                    self.apply()?;
+                    if Some(t) == slice {
+                        self.arrive(ARRIVAL_SLICE);
+                    }
+                    if self.next_read.is_some_and(|r| r <= Instant::now()) && self.op.is_some() {
+                        self.apply()?;
+                    }
                 }
                 None => {
                     tokio::time::sleep_until(until).await;
@@ -637,6 +687,95 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// Sets a pool's load: CPU and memory in the runtime's model, its custom metric,
+    /// and the request rate the harness sends it.
+    fn set_level(&mut self, pool: &'static str, level: LoadLevel) {
+        self.rt.set_load(pool, load(level));
+        let (rate, metric) = signal_load(level);
+        self.rt.set_metric(pool, metric);
+        if rate > 0.0 {
+            self.rates.insert(pool, rate);
+        } else {
+            self.rates.remove(pool);
+        }
+    }
+
+    /// Counts the requests of `slice` at each pool's rate, as the gateway does, and
+    /// routes one of them as the gateway would (which wakes a quiet pool).
+    fn arrive(&mut self, slice: Duration) {
+        let Some(op) = &self.op else { return };
+        let shared = op.shared.clone();
+        for (pool, rate) in &self.rates {
+            if !shared.desired().pools.contains_key(*pool) {
+                continue;
+            }
+            let n = (rate * slice.as_secs_f64()).round().min(1e6) as u64;
+            shared.arrivals.note_many(pool, n);
+            if let Some(route) = shared.pick(pool, None) {
+                route
+                    .in_flight
+                    .fetch_sub(1, std::sync::atomic::Ordering::Release);
+            } else {
+                // No container ready: the gateway's request waits, which wakes the pool.
+                shared.add_waiting(pool, 1);
+                shared.add_waiting(pool, -1);
+            }
+        }
+    }
+
+    /// `missing-metric-holds-scale-down`: while every scrape fails, no pool whose spec
+    /// has a custom metric scales down on idleness (its metric is missing, not zero).
+    /// Checked from one scrape period after the failures began (the readings from
+    /// before may still stand until the next scrape).
+    fn missing_metrics_hold(&mut self) -> Check {
+        let Some(since) = self.scrapes_fail_since else {
+            return Ok(());
+        };
+        let Some(op) = &self.op else { return Ok(()) };
+        if Instant::now() < since + MAX_POLL + Duration::from_secs(2) {
+            return Ok(());
+        }
+        let shared = op.shared.clone();
+        let text = shared.metrics.encode(
+            &shared.metrics_snapshot(),
+            invok::metrics::Format::Prometheus,
+        );
+        for pool in POOLS {
+            let has_metric = shared
+                .desired()
+                .pools
+                .get(pool)
+                .is_some_and(|p| !p.spec.scaling.custom_metrics.is_empty());
+            if !has_metric {
+                self.idle_downs.remove(pool);
+                continue;
+            }
+            let labels = [
+                format!("pool=\"{pool}\""),
+                "direction=\"down\"".to_string(),
+                "reason=\"idle\"".to_string(),
+            ];
+            let count: u64 = text
+                .lines()
+                .filter(|l| {
+                    l.starts_with("invok_scale_events_total{")
+                        && labels.iter().all(|label| l.contains(label.as_str()))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .sum();
+            let base = *self.idle_downs.entry(pool).or_insert(count);
+            if count > base {
+                return fail(
+                    "missing-metric-holds-scale-down",
+                    format!("{pool} scaled down on idleness while every scrape of its custom metric failed ({base} -> {count} idle scale-downs)"),
+                );
+            }
+            // An operator restart counts from zero again.
+            self.idle_downs.insert(pool, count);
+        }
+        Ok(())
     }
 
     fn describe_file(&self, file: &str) -> String {
@@ -792,6 +931,15 @@ impl Sim {
                     Change::Cooldown(c) => s.cooldown_s = c,
                     Change::Poll(p) => s.poll_ms = p,
                     Change::Cpus(c) => s.cpus = c,
+                    Change::Signals {
+                        rps,
+                        predictive,
+                        metric,
+                    } => {
+                        s.rps = rps;
+                        s.predictive = predictive && rps.is_some();
+                        s.metric = metric;
+                    }
                 }
                 debug_assert!(s.is_valid(), "harness bug: {s:?}");
                 let touched = self.put(s, FILES[0]);
@@ -972,7 +1120,7 @@ impl Sim {
                 self.apply()
             }
             Step::Load { pool, level } => {
-                self.rt.set_load(POOLS[*pool], load(*level));
+                self.set_level(POOLS[*pool], *level);
                 Ok(())
             }
             Step::Requests { pool, n, hold } => {
@@ -987,7 +1135,7 @@ impl Sim {
             }
             Step::LoadAll(level) => {
                 for pool in POOLS {
-                    self.rt.set_load(pool, load(*level));
+                    self.set_level(pool, *level);
                 }
                 Ok(())
             }
@@ -1016,6 +1164,8 @@ impl Sim {
             }
             Step::Faults(profile) => {
                 self.rt.set_faults(faults(*profile));
+                self.scrapes_fail_since = (*profile == Profile::ScrapesFail).then(Instant::now);
+                self.idle_downs.clear();
                 Ok(())
             }
             Step::Outage { secs } => {
@@ -1208,6 +1358,8 @@ impl Sim {
 
     async fn quiet(&mut self) -> Check {
         self.rt.set_faults(Faults::default());
+        self.scrapes_fail_since = None;
+        self.idle_downs.clear();
         self.rt.set_outage(false);
         self.outage_until = None;
         let shared = self.shared().clone();
@@ -1340,6 +1492,29 @@ impl Sim {
                     "{pool}: the operator sees {ready} ready, want {min}..={max}"
                 ));
             }
+            // The signals beyond CPU drive the count: a steady rate or metric is met.
+            let (rate, metric) = (
+                self.rates.get(pool).copied().unwrap_or(0.0),
+                self.rt.metric(pool),
+            );
+            let ceil = |load: f64, per: f64| ((load / per) - 1e-9).ceil().max(0.0) as usize;
+            let mut wanted = 0;
+            if let Some(t) = spec.scaling.target_requests_per_second {
+                wanted = wanted.max(ceil(rate, t));
+            }
+            // A custom metric is served by the containers: none runs, none reports it
+            // (the first request starts a pool at zero).
+            if ready > 0 {
+                for m in &spec.scaling.custom_metrics {
+                    wanted = wanted.max(ceil(metric, m.target_per_container));
+                }
+            }
+            let wanted = wanted.min(max);
+            if ready < wanted {
+                problems.push(format!(
+                    "{pool}: {ready} ready, but its request rate ({rate}/s) or custom metric ({metric}) asks for {wanted}"
+                ));
+            }
             let status = shared.pool_status(pool);
             let reconciles = status.as_ref().map_or(0, |s| s.reconciles);
             if reconciles <= reconciles_before.get(pool).copied().unwrap_or(0) {
@@ -1365,6 +1540,7 @@ impl Sim {
         if !panics.is_empty() {
             return fail("no-panic", panics.join(" | "));
         }
+        self.missing_metrics_hold()?;
         let touches = self.rt.touches();
         if !touches.is_empty() {
             return fail("never-touch-foreign", touches.join(" | "));

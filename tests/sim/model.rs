@@ -32,6 +32,12 @@ pub struct PoolSpec {
     pub poll_ms: u32,
     /// resources.cpus in hundredths of a core (none: one core).
     pub cpus: Option<u32>,
+    /// targetRequestsPerSecond.
+    pub rps: Option<u32>,
+    /// predictive (defaults) on the request rate.
+    pub predictive: bool,
+    /// customMetrics `queue_depth`'s targetPerContainer.
+    pub metric: Option<u32>,
 }
 
 impl PoolSpec {
@@ -49,11 +55,17 @@ impl PoolSpec {
             cooldown_s: 30,
             poll_ms: 2000,
             cpus: None,
+            rps: None,
+            predictive: false,
+            metric: None,
         }
     }
 
     pub fn is_valid(&self) -> bool {
-        self.min <= self.max && self.max >= 1 && self.idle < self.cpu
+        self.min <= self.max
+            && self.max >= 1
+            && self.idle < self.cpu
+            && (!self.predictive || self.rps.is_some())
     }
 
     /// Whether the operator's validated spec says what this document says (the
@@ -106,6 +118,30 @@ impl PoolSpec {
                 s.poll_interval == std::time::Duration::from_millis(self.poll_ms.into()),
             ),
             ("readiness", e.readiness == invok::api::Probe::Tcp),
+            (
+                "targetRequestsPerSecond",
+                s.target_requests_per_second == self.rps.map(f64::from),
+            ),
+            (
+                "predictive",
+                s.predictive.as_ref().map(|p| (p.horizon, p.window))
+                    == self.predictive.then_some((
+                        invok::api::DEFAULT_HORIZON,
+                        invok::api::DEFAULT_FORECAST_WINDOW,
+                    )),
+            ),
+            (
+                "customMetrics",
+                s.custom_metrics
+                    .iter()
+                    .map(|m| (m.name.as_str(), m.path.as_str(), m.target_per_container))
+                    .collect::<Vec<_>>()
+                    == self
+                        .metric
+                        .map(|t| ("queue_depth", "/metrics", f64::from(t)))
+                        .into_iter()
+                        .collect::<Vec<_>>(),
+            ),
         ];
         match checks.iter().find(|(_, ok)| !ok) {
             None => Ok(()),
@@ -157,6 +193,17 @@ impl PoolSpec {
         }
         if full || self.poll_ms != d.poll_ms {
             s += &format!("    pollInterval: {}ms\n", self.poll_ms);
+        }
+        if let Some(r) = self.rps {
+            s += &format!("    targetRequestsPerSecond: {r}\n");
+        }
+        if self.predictive {
+            s += "    predictive: {}\n";
+        }
+        if let Some(t) = self.metric {
+            s += &format!(
+                "    customMetrics:\n    - name: queue_depth\n      targetPerContainer: {t}\n"
+            );
         }
         s
     }

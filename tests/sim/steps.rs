@@ -32,6 +32,13 @@ pub enum Change {
     Cooldown(u32),
     Poll(u32),
     Cpus(Option<u32>),
+    /// The signals beyond CPU: targetRequestsPerSecond (and predictive on it), and a
+    /// custom metric's targetPerContainer.
+    Signals {
+        rps: Option<u32>,
+        predictive: bool,
+        metric: Option<u32>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -77,6 +84,8 @@ pub enum Profile {
     NeverReady,
     Timeouts,
     Flaky,
+    /// Every scrape of a custom metric fails.
+    ScrapesFail,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -275,7 +284,7 @@ fn max_value(rng: &mut StdRng) -> u32 {
 }
 
 fn change(rng: &mut StdRng) -> Change {
-    match rng.random_range(0..20) {
+    match rng.random_range(0..23) {
         0..=2 => Change::Min(min_value(rng)),
         3..=5 => Change::Max(max_value(rng)),
         6..=7 => {
@@ -296,6 +305,14 @@ fn change(rng: &mut StdRng) -> Change {
         },
         17 => Change::Cooldown(pick(rng, &[(1, 1), (2, 5), (2, 10), (1, 30)])),
         18 => Change::Poll(pick(rng, &[(1, 500), (2, 1000), (2, 2000), (1, 5000)])),
+        20..=22 => {
+            let rps = pick(rng, &[(1, None), (1, Some(1)), (2, Some(20))]);
+            Change::Signals {
+                rps,
+                predictive: rps.is_some() && rng.random_bool(0.5),
+                metric: pick(rng, &[(1, None), (1, Some(1)), (2, Some(10))]),
+            }
+        }
         _ => Change::Cpus(pick(
             rng,
             &[(2, None), (1, Some(25)), (1, Some(50)), (1, Some(200))],
@@ -428,6 +445,7 @@ pub fn generate(seed: u64, count: usize) -> Vec<Planned> {
                         (1, Profile::NeverReady),
                         (1, Profile::Timeouts),
                         (1, Profile::Flaky),
+                        (2, Profile::ScrapesFail),
                     ],
                 )),
                 73..=75 => Step::Outage {
