@@ -562,7 +562,7 @@ fn expected_objects(pools: &[&str]) -> Vec<(String, String, String)> {
         .collect()
 }
 
-const POOLS: [&str; 4] = ["cpu-heavy", "full", "hello", "scale-to-zero"];
+const POOLS: [&str; 5] = ["cpu-heavy", "full", "hello", "scale-to-zero", "signals"];
 
 #[test]
 fn export_kubernetes_prints_a_deployment_service_and_hpa_per_example_pool() {
@@ -588,6 +588,9 @@ fn export_kubernetes_prints_a_deployment_service_and_hpa_per_example_pool() {
         "full: spec.scaling.cooldownCpuThreshold:",
         "full: spec.timeout:",
         "cpu-heavy: spec.scaling.pollInterval:",
+        "signals: spec.scaling.targetRequestsPerSecond:",
+        "signals: spec.scaling.customMetrics[0]:",
+        "signals: spec.scaling.predictive: not expressible",
     ] {
         assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
     }
