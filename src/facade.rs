@@ -267,8 +267,9 @@ impl AutoscalingRuntimeBuilder {
         self
     }
 
-    /// The instance label of the containers Invok creates (default `library`), so
-    /// several runtimes on one host keep to their own.
+    /// The instance label of the containers Invok creates (default: the environment's
+    /// `INVOK_INSTANCE`, else `library`), so several runtimes on one host keep to their
+    /// own.
     pub fn instance(mut self, v: impl Into<String>) -> Self {
         self.instance = Some(v.into());
         self
@@ -280,10 +281,16 @@ impl AutoscalingRuntimeBuilder {
         self.build_on(runtime, network)
     }
 
-    /// The instance label of Invok's containers: [`Self::instance`], else `library`.
+    /// The instance label of Invok's containers: [`Self::instance`], else
+    /// `INVOK_INSTANCE`, else `library`.
     fn instance_name(&self) -> String {
         self.instance
             .clone()
+            .or_else(|| {
+                std::env::var("INVOK_INSTANCE")
+                    .ok()
+                    .filter(|i| !i.is_empty())
+            })
             .unwrap_or_else(|| "library".to_string())
     }
 
@@ -441,6 +448,13 @@ impl AutoscalingRuntime {
             info.state == crate::runtime::RunState::Running,
         );
         let image = info.image.clone();
+        // A container started by `invok::runner` carries its `timeout` (seconds).
+        let timeout = info
+            .labels
+            .get(crate::runtime::labels::TIMEOUT)
+            .and_then(|t| t.parse::<u64>().ok())
+            .filter(|t| *t > 0)
+            .map(|t| api::IntOrString::String(format!("{t}s")));
         self.shared.store.upsert(info);
         let existing = self
             .shared
@@ -466,6 +480,7 @@ impl AutoscalingRuntime {
                     port: Some(port),
                     network: (!self.network.is_empty()).then(|| self.network.clone()),
                     scaling: Some(self.config.scaling()),
+                    timeout,
                     ..Default::default()
                 },
             };
@@ -555,6 +570,24 @@ impl AutoscalingRuntime {
     /// state, to serve next to an application.
     pub fn admin_router(&self) -> axum::Router {
         crate::admin::router(self.shared.clone())
+    }
+
+    /// Serves Invok's gateway over this runtime's pools on `listener` until `shutdown`
+    /// resolves: `/function/{name}/...` goes to the least-loaded ready container of the
+    /// pool, within the pool's request timeout (for a pool made for a container started
+    /// by [`crate::runner::runner`], its `ContainerDetails::timeout`).
+    pub async fn serve_gateway(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        crate::gateway::serve(
+            listener,
+            self.shared.clone(),
+            crate::gateway::GatewayConfig::default(),
+            shutdown,
+        )
+        .await
     }
 
     /// The autoscaler, for the seed's debug calls.

@@ -330,6 +330,63 @@ impl DockerRuntime {
         Ok(created.id)
     }
 
+    /// Creates and starts one container outside any pool (the seed's `runner`): `name`,
+    /// the function's `port` published on 127.0.0.1 at `host_port` (empty: Docker picks),
+    /// joined to `network`, with `labels`, restarted never, an init as PID 1 as pool
+    /// containers have. The image must be present or pullable and the network exist
+    /// (see [`super::Runtime::ensure_network`]). Returns the container's id.
+    pub async fn run_named(
+        &self,
+        image: &str,
+        name: &str,
+        port: u16,
+        host_port: &str,
+        network: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<String, RuntimeError> {
+        let port_key = format!("{port}/tcp");
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            labels: Some(labels),
+            exposed_ports: Some(vec![port_key.clone()]),
+            host_config: Some(HostConfig {
+                port_bindings: Some(HashMap::from([(
+                    port_key,
+                    Some(vec![PortBinding {
+                        host_ip: Some("127.0.0.1".to_string()),
+                        host_port: Some(host_port.to_string()),
+                    }]),
+                )])),
+                network_mode: (!network.is_empty()).then(|| network.to_string()),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::NO),
+                    maximum_retry_count: None,
+                }),
+                init: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::new().name(name).build();
+        let id = match self.docker.create_container(Some(opts), body).await {
+            Ok(created) => created.id,
+            Err(e) if is_status(&e, &[404]) && error_message(&e).contains("No such image") => {
+                return Err(RuntimeError::ImageUnavailable {
+                    image: image.to_string(),
+                    reason: error_message(&e),
+                });
+            }
+            Err(e) => return Err(map_err(e)),
+        };
+        if let Err(e) = self.docker.start_container(&id, None).await {
+            // A container that cannot start (its port taken, say) is not left behind.
+            let force = RemoveContainerOptionsBuilder::new().force(true).build();
+            let _ = self.docker.remove_container(&id, Some(force)).await;
+            return Err(map_err(e));
+        }
+        Ok(id)
+    }
+
     /// Makes sure exactly one network called `name` exists, removing duplicates of ours
     /// made by a concurrent creator (keeping the one with the smallest id, which every
     /// racer agrees on).

@@ -42,6 +42,11 @@ pub mod labels {
     pub const SPEC_HASH: &str = "dev.invok.spec-hash";
     /// Value of [`MANAGED_BY`].
     pub const MANAGED_BY_VALUE: &str = "invok";
+    /// On a container started by [`crate::runner::runner`]: its `timeout` in seconds,
+    /// which `register_container` makes the request timeout of the pool it creates.
+    pub const TIMEOUT: &str = "dev.invok.timeout";
+    /// On a container started by [`crate::runner::runner`]: `true`.
+    pub const RUNNER: &str = "dev.invok.runner";
 }
 
 /// What Docker says about a container's process.
