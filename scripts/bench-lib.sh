@@ -228,3 +228,44 @@ baseline_up() {
     exit 1' _ "$INSTANCE" "$IMAGE" || die "a baseline container did not answer"
   echo $(($(now_ms) - t0))
 }
+
+# Where the benchmarks' plots go (the README shows them).
+PLOT_DIR=${PLOT_DIR:-$ROOT/docs/plots}
+
+# plot PNG SCRIPT: draws a PNG with gnuplot (Debian's gnuplot-nox, installed if missing)
+# from the gnuplot commands in SCRIPT (one per line; written to a file, since `gnuplot
+# -e` does not take newlines as separators); the terminal and output are set here.
+plot() {
+  local png=$1 script
+  install_debian gnuplot gnuplot-nox
+  mkdir -p "$(dirname "$png")"
+  script=$(mktemp)
+  printf "set terminal pngcairo size 960,440 font 'sans,10' noenhanced\nset output '%s'\n%s\n" "$png" "$2" >"$script"
+  gnuplot "$script" || die "gnuplot could not draw $png (commands in $script)"
+  rm -f "$script"
+  log "plot: $png"
+}
+
+# watch_pool NAME FILE: samples the pool every 0.1 s into FILE ("epoch_ms desired ready
+# starting cpu" per line; cpu is the summed CPU of its containers, 1.0 = one limit) until
+# killed; prints the sampler's PID.
+watch_pool() {
+  # Its output goes nowhere: `pid=$(watch_pool ...)` must not wait for it.
+  python3 - "http://127.0.0.1:$ADMIN_PORT/api/v1/pools/$1" "$2" <<'PY' >/dev/null 2>&1 &
+import json, sys, time, urllib.request
+url, path = sys.argv[1], sys.argv[2]
+with open(path, "w", buffering=1) as out:
+    while True:
+        t = int(time.time() * 1000)
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                p = json.load(r)
+            s = p["summary"]
+            cpu = sum(c.get("cpu") or 0 for c in p["containers"])
+            out.write(f"{t} {s['desired_containers']} {s['ready_containers']} {s['starting_containers']} {cpu:.3f}\n")
+        except Exception:
+            pass  # the pool is not there yet or any more: a gap in the plot
+        time.sleep(0.1)
+PY
+  echo $!
+}

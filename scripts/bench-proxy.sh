@@ -18,6 +18,10 @@
 # Each figure is the median of ROUNDS interleaved rounds: this machine's speed drifts
 # between runs, and the interleaving exposes all three targets to the same drift.
 #
+# Draws the latency distribution of each target at one connection (percentiles, medians
+# over the rounds) and the throughput at 8 connections into $PLOT_DIR/proxy.png
+# (docs/plots by default).
+#
 # Usage: bash scripts/bench-proxy.sh   (DURATION=10 ROUNDS=3 by default; about 5 minutes)
 # PERF_OUT=FILE also records a perf profile of the operator during the gateway's
 # throughput run of the first round (`perf report -i FILE`; the profile's own cost
@@ -91,13 +95,25 @@ tree_ticks() {
 }
 nginx_pids() { echo "$NGINX_PID" $(pgrep -P "$NGINX_PID"); }
 
-# run_wrk URL THREADS CONNECTIONS PIDS...: prints "rps p50_ms p99_ms errors cpu_us_per_req".
+# wrk prints these percentiles of the latency (µs) when the run ends, for the plot.
+PERCENTILES="1 5 10 20 30 40 50 60 70 80 90 95 97 99 99.5 99.9"
+cat >"$BENCH_TMP/percentiles.lua" <<LUA
+done = function(summary, latency, requests)
+  for _, p in ipairs({$(echo $PERCENTILES | tr ' ' ,)}) do
+    io.write(string.format("P %g %d\\n", p, latency:percentile(p)))
+  end
+end
+LUA
+
+# run_wrk URL THREADS CONNECTIONS PIDS...: prints "rps p50_ms p99_ms errors cpu_us_per_req";
+# with PCT_OUT=FILE also writes "percentile µs" lines of the run's latency there.
 run_wrk() {
   local url=$1 t=$2 c=$3 out a b
   shift 3
   a=$(tree_ticks "$@")
-  out=$(wrk -t "$t" -c "$c" -d "${DURATION}s" --latency "$url")
+  out=$(wrk -t "$t" -c "$c" -d "${DURATION}s" --latency -s "$BENCH_TMP/percentiles.lua" "$url")
   b=$(tree_ticks "$@")
+  [ -z "${PCT_OUT:-}" ] || echo "$out" | awk '$1 == "P" { print $2, $3 }' >"$PCT_OUT"
   local rps p50 p99 reqs errs
   read -r rps p50 p99 reqs errs < <(wrk_summary "$out")
   awk -v r="$rps" -v a50="$p50" -v a99="$p99" -v n="$reqs" -v e="$errs" \
@@ -127,9 +143,9 @@ for round in $(seq 1 "$ROUNDS"); do
   Tg+=("$(run_wrk "$gw" 2 8 "$OP_PID")")
   [ -z "${PERF_PID:-}" ] || wait "$PERF_PID"
   PERF_PID=
-  Ld+=("$(run_wrk "$direct" 1 1 $$)")
-  Ln+=("$(run_wrk "$viang" 1 1 $(nginx_pids))")
-  Lg+=("$(run_wrk "$gw" 1 1 "$OP_PID")")
+  Ld+=("$(PCT_OUT=$BENCH_TMP/pct-direct-$round run_wrk "$direct" 1 1 $$)")
+  Ln+=("$(PCT_OUT=$BENCH_TMP/pct-nginx-$round run_wrk "$viang" 1 1 $(nginx_pids))")
+  Lg+=("$(PCT_OUT=$BENCH_TMP/pct-gateway-$round run_wrk "$gw" 1 1 "$OP_PID")")
 done
 log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -164,3 +180,34 @@ echo "Per round, gateway / nginx req/s: $(for i in "${!Tg[@]}"; do awk -v g="${T
 read -r nrps _ _ _ _ <<<"${S[nginx]}"
 read -r grps _ _ _ _ <<<"${S[gateway]}"
 awk -v g="$grps" -v n="$nrps" -v d="$drps" 'BEGIN { printf "\ngateway / direct = %.2fx (goal >= 0.95x); gateway / nginx = %.2fx (goal >= 1.00x)\n", g / d, g / n }'
+
+# The plot: per target, the median over the rounds of each percentile; and req/s.
+for k in direct nginx gateway; do
+  for p in $PERCENTILES; do
+    # shellcheck disable=SC2046
+    echo "$p $(median $(awk -v p="$p" '$1 == p { print $2 / 1000 }' "$BENCH_TMP"/pct-$k-*))"
+  done >"$BENCH_TMP/pct-$k.dat"
+  echo "$k ${S[$k]%% *}" >>"$BENCH_TMP/rps.dat"
+done
+plot "$PLOT_DIR/proxy.png" "
+set multiplot layout 1,2
+set title 'Latency at one connection (median of $ROUNDS rounds)'
+set xlabel 'latency, ms (log scale)'
+set ylabel 'percentile of requests'
+set logscale x
+set yrange [0:100]
+set key bottom right
+set grid
+plot '$BENCH_TMP/pct-direct.dat' using 2:1 with linespoints lw 2 title 'direct', \
+     '$BENCH_TMP/pct-nginx.dat' using 2:1 with linespoints lw 2 title 'nginx', \
+     '$BENCH_TMP/pct-gateway.dat' using 2:1 with linespoints lw 2 title 'Invok gateway'
+unset logscale x
+set title 'Throughput at 8 connections, one container'
+set xlabel ''
+set ylabel 'requests per second'
+set yrange [0:*]
+set style fill solid 0.6
+set boxwidth 0.6
+unset key
+plot '$BENCH_TMP/rps.dat' using 0:2:xtic(1) with boxes, '' using 0:2:(sprintf('%.0f', \$2)) with labels offset 0,1
+unset multiplot"
