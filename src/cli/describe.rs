@@ -148,42 +148,38 @@ pub fn render(r: &PoolReport, now: u64) -> String {
                     .unwrap_or_else(|| "<none>".into()),
             ),
             (
-                "Target rate",
-                s.target_requests_per_second
-                    .map(|t| format!("{t} requests/s per container"))
-                    .unwrap_or_else(|| "<none>".into()),
-            ),
-            (
-                "Custom metrics",
-                or_none((!s.custom_metrics.is_empty()).then(|| {
-                    s.custom_metrics
-                        .iter()
-                        .map(|m| {
-                            format!(
-                                "{} at {} ({} per container)",
-                                m.name, m.path, m.target_per_container
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                })),
-            ),
-            (
-                "Predictive",
-                or_none(s.predictive.as_ref().map(|p| {
-                    format!(
-                        "capacity for the rate forecast {} ahead, from {} of history",
-                        format_duration(p.horizon),
-                        format_duration(p.window)
-                    )
-                })),
-            ),
-            (
                 "Timeout",
                 format!("{} per invocation", format_duration(sp.timeout)),
             ),
             ("Spec hash", sp.spec_hash.clone()),
         ]);
+        // The signals beyond CPU and memory, when the pool scales on them.
+        if let Some(t) = s.target_requests_per_second {
+            fields.push(("Target rate", format!("{t} requests/s per container")));
+        }
+        if !s.custom_metrics.is_empty() {
+            let metrics: Vec<String> = s
+                .custom_metrics
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} at {} ({} per container)",
+                        m.name, m.path, m.target_per_container
+                    )
+                })
+                .collect();
+            fields.push(("Custom metrics", metrics.join(", ")));
+        }
+        if let Some(p) = &s.predictive {
+            fields.push((
+                "Predictive",
+                format!(
+                    "capacity for the rate forecast {} ahead, from {} of history",
+                    format_duration(p.horizon),
+                    format_duration(p.window)
+                ),
+            ));
+        }
     }
     let sm = &r.summary;
     fields.push((
@@ -397,6 +393,7 @@ Timeout:            45s per invocation
 Spec hash:          d30f29dcb5e99689
 Replicas:           2 desired (cpu), 3 current, 1 ready, 1 starting, 0 outdated
 Load:               0 healthy, 1 overloaded, 0 idle
+Cost:               0 container-seconds, 0.0 CPU-seconds, 0 byte-seconds of memory (since the operator started)
 Last scale:         up 1 -> 2 (cpu), 65s ago
 Last error:         creating a container: no such image
 Reconciles:         17
@@ -433,6 +430,7 @@ Source:         manifests/web.yaml
 Status:         InvalidSpec
 Replicas:       2 desired (-), 3 current, 1 ready, 1 starting, 0 outdated
 Load:           0 healthy, 1 overloaded, 0 idle
+Cost:           0 container-seconds, 0.0 CPU-seconds, 0 byte-seconds of memory (since the operator started)
 Last scale:     <none>
 Manifest error: web.yaml:9:5: spec.scaling: min > max
 Reconciles:     17
