@@ -30,7 +30,7 @@ fn the_examples_validate_with_exit_0() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("4 pool(s) valid"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("5 pool(s) valid"));
 }
 
 #[test]

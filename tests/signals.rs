@@ -21,6 +21,16 @@ fn pool(name: &str, min: u32, max: u32, scaling: &str) -> String {
     pool_yaml(name, min, max, "") + "    cooldownDuration: 1h\n" + scaling
 }
 
+/// A pool (min 1) scaling on `queue_depth` served at `path`, 10 per container.
+fn metric_pool(name: &str, max: u32, path: &str) -> String {
+    pool(
+        name,
+        1,
+        max,
+        &format!("    customMetrics:\n    - name: queue_depth\n      path: {path}\n      targetPerContainer: 10\n"),
+    )
+}
+
 /// Sends requests to `paths` (each gets every request) through the gateway at `rate(t)`
 /// requests per second, `t` in seconds since the start, for `duration`: an open-loop
 /// schedule (a slow answer does not delay the next request), each request on its own
@@ -67,15 +77,7 @@ fn all_ok(handles: Vec<JoinHandle<u16>>) {
 fn a_pool_scales_on_a_custom_metric_its_container_serves() {
     let op = Operator::start(
         "sig-metric",
-        &[(
-            "queue.yaml",
-            pool(
-                "queue",
-                1,
-                4,
-                "    customMetrics:\n    - name: queue_depth\n      path: /cgi-bin/metrics\n      targetPerContainer: 10\n",
-            ),
-        )],
+        &[("queue.yaml", metric_pool("queue", 4, "/cgi-bin/metrics"))],
     );
     op.wait_converged("queue", 1, T);
     eventually(T, "the metric is read (0)", || {
@@ -133,15 +135,7 @@ fn a_pool_scales_on_a_custom_metric_its_container_serves() {
 fn a_custom_metric_that_cannot_be_read_is_missing_not_zero() {
     let op = Operator::start(
         "sig-missing",
-        &[(
-            "blind.yaml",
-            pool(
-                "blind",
-                1,
-                3,
-                "    customMetrics:\n    - name: queue_depth\n      path: /no-such-page\n      targetPerContainer: 10\n",
-            ),
-        )],
+        &[("blind.yaml", metric_pool("blind", 3, "/no-such-page"))],
     );
     op.wait_converged("blind", 1, T);
     eventually(T, "the failed scrape shows as missing", || {
