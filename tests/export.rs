@@ -61,7 +61,7 @@ fn example_documents() -> Vec<(String, Value)> {
                 .collect::<Vec<_>>()
         })
         .collect();
-    assert!(docs.len() >= 4, "manifests/ holds the four examples");
+    assert!(docs.len() >= 5, "manifests/ holds the five examples");
     docs
 }
 

@@ -31,7 +31,7 @@ fn example_documents() -> Vec<(String, serde_json::Value)> {
             docs.push((file.display().to_string(), value));
         }
     }
-    assert!(docs.len() >= 4, "manifests/ holds the four examples");
+    assert!(docs.len() >= 5, "manifests/ holds the five examples");
     docs
 }
 
@@ -68,7 +68,7 @@ fn every_example_manifest_is_valid_against_the_schema_and_the_loader() {
     )
     .unwrap();
     assert!(set.is_clean(), "{:?}", set.errors);
-    assert_eq!(set.pools.len(), 4);
+    assert_eq!(set.pools.len(), 5);
 }
 
 #[test]
