@@ -10,7 +10,8 @@
 //!
 //! A scrape that fails (no answer in time, not 2xx, the metric absent or not a finite
 //! number) records the metric as missing, never as zero: the scaler does not scale a
-//! pool down on what it cannot see (the HPA's rule for missing metrics).
+//! pool down on what it cannot see (stricter than the HPA, which counts a pod without
+//! the metric at its target on scale-down).
 //!
 //! Like the sampler, it sees nothing of the controller: it gets the runtime, the store,
 //! the specs and a trigger ([`run`]).
@@ -97,6 +98,18 @@ fn after_labels(s: &str) -> Option<&str> {
     None
 }
 
+/// Names a pool's custom-metric list (names and paths, in order): readings are matched
+/// to metrics by position, so readings taken for another list (before a manifest edit
+/// the scraper has not caught up with) must not be read as this one's.
+pub fn metrics_key(spec: &EffectiveSpec) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for m in &spec.scaling.custom_metrics {
+        (&m.name, &m.path).hash(&mut h);
+    }
+    h.finish()
+}
+
 /// How long one scrape of a pool may take.
 fn timeout_of(spec: &EffectiveSpec) -> Duration {
     (spec.scaling.poll_interval / 2).clamp(TIMEOUT_BOUNDS.0, TIMEOUT_BOUNDS.1)
@@ -135,11 +148,11 @@ pub async fn run<R: Runtime>(
         let mut scrapes = futures_util::stream::iter(due)
             .map(|(pool, info, spec)| async move {
                 let values = scrape(runtime.as_ref(), &info, &spec).await;
-                (pool, info.id, values)
+                (pool, info.id, metrics_key(&spec), values)
             })
             .buffer_unordered(CONCURRENT);
-        while let Some((pool, id, values)) = scrapes.next().await {
-            if store.record_metrics(&id, values) {
+        while let Some((pool, id, key, values)) = scrapes.next().await {
+            if store.record_metrics(&id, key, values) {
                 trigger.now(&pool);
             }
         }

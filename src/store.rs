@@ -73,6 +73,8 @@ pub struct Observed {
     /// The latest scrape of its pool's custom metrics (see
     /// [`crate::scaler::ContainerView::metrics`]); empty before the first.
     pub metrics: Vec<Option<f64>>,
+    /// The metric list `metrics` were read for ([`crate::scraper::metrics_key`]).
+    pub metrics_key: u64,
 }
 
 impl Observed {
@@ -546,15 +548,18 @@ impl ObservedStore {
 
     /// Records a scrape of a container's custom metrics (in its pool's spec order);
     /// returns true when they differ from the last scrape (the pool should look again).
-    pub fn record_metrics(&self, id: &str, metrics: Vec<Option<f64>>) -> bool {
+    /// `key` names the metric list the readings follow ([`crate::scraper::metrics_key`]):
+    /// readings of another list (the spec changed since) are not read as this one's.
+    pub fn record_metrics(&self, id: &str, key: u64, metrics: Vec<Option<f64>>) -> bool {
         let mut inner = self.write();
         let Some(o) = inner.get_mut(id) else {
             return false;
         };
-        if o.metrics == metrics {
+        if o.metrics == metrics && o.metrics_key == key {
             return false;
         }
         o.metrics = metrics;
+        o.metrics_key = key;
         true
     }
 
@@ -647,6 +652,7 @@ fn fresh(info: ContainerInfo, now: Instant) -> Observed {
         wake_on_pick: Arc::new(AtomicBool::new(false)),
         served: Arc::new(AtomicU64::new(0)),
         metrics: Vec::new(),
+        metrics_key: 0,
     }
 }
 

@@ -81,7 +81,8 @@ fn a_pool_scales_on_a_custom_metric_its_container_serves() {
     );
     op.wait_converged("queue", 1, T);
     eventually(T, "the metric is read (0)", || {
-        op.pool_json("queue")["signals"]["customMetrics"][0]["sum"] == 0.0
+        let m = &op.pool_json("queue")["signals"]["customMetrics"][0];
+        m["missing"] == 0 && m["sum"] == 0.0
     });
     let first = running(&op.instance, "queue").remove(0);
     // The function's queue grows: the value changes inside the container.
@@ -131,20 +132,51 @@ fn a_pool_scales_on_a_custom_metric_its_container_serves() {
     );
 }
 
+/// A metric that cannot be read is missing, not zero: it holds scale-down back. Two
+/// pools, identical but for the metric's path, are lowered from min 2 to min 1 with a
+/// 2 s cooldown: the one whose metric reads 0 scales down (the control: there was time
+/// to), the one whose metrics page is not there keeps both containers.
 #[test]
-fn a_custom_metric_that_cannot_be_read_is_missing_not_zero() {
+fn a_custom_metric_that_cannot_be_read_holds_scale_down() {
+    let yaml = |name: &str, min: u32, path: &str| {
+        pool_yaml(name, min, 3, "")
+            + &format!("    cooldownDuration: 2s\n    customMetrics:\n    - name: queue_depth\n      path: {path}\n      targetPerContainer: 10\n")
+    };
     let op = Operator::start(
         "sig-missing",
-        &[("blind.yaml", metric_pool("blind", 3, "/no-such-page"))],
+        &[
+            ("seen.yaml", yaml("seen", 2, "/cgi-bin/metrics")),
+            ("blind.yaml", yaml("blind", 2, "/no-such-page")),
+        ],
     );
-    op.wait_converged("blind", 1, T);
-    eventually(T, "the failed scrape shows as missing", || {
-        op.pool_json("blind")["signals"]["customMetrics"][0]["missing"] == 1
+    op.wait_converged("seen", 2, T);
+    op.wait_converged("blind", 2, T);
+    eventually(T, "both containers' metric is read", || {
+        op.pool_json("seen")["signals"]["customMetrics"][0]["missing"] == 0
     });
+    op.write("seen.yaml", &yaml("seen", 1, "/cgi-bin/metrics"));
+    op.write("blind.yaml", &yaml("blind", 1, "/no-such-page"));
+    op.wait_converged("seen", 1, T);
+    // The control scaled down; the blind pool keeps both for as long again and more
+    // (checked throughout, not once).
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(6) {
+        assert_eq!(
+            running(&op.instance, "blind").len(),
+            2,
+            "{}",
+            op.pool_json("blind")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let report = op.pool_json("blind");
     assert_eq!(
-        report["signals"]["customMetrics"][0]["sum"], 0.0,
+        report["signals"]["customMetrics"][0]["missing"], 2,
         "{report}"
+    );
+    assert_eq!(
+        report["spec"]["scaling"]["min"], 1,
+        "the edit was read: {report}"
     );
 }
 

@@ -149,7 +149,18 @@ pub(crate) fn read_rates(
         forecasts.clear();
         return reading;
     };
-    reading.forecast = history.forecast(p.horizon);
+    // Holt's level and trend shrink towards zero slowly after traffic stops: a forecast
+    // far below what one container serves is none (else it kept a container, and kept
+    // the pool from sleeping, for as long as the window held any traffic).
+    reading.forecast = history.forecast(p.horizon).map(|mut f| {
+        if scaling
+            .target_requests_per_second
+            .is_some_and(|t| f.rate < t * NEGLIGIBLE)
+        {
+            f.rate = 0.0;
+        }
+        f
+    });
     while forecasts.front().is_some_and(|&(at, _)| at <= now) {
         reading.forecast_for_now = forecasts.pop_front().map(|(_, rate)| rate);
     }
@@ -162,6 +173,9 @@ pub(crate) fn read_rates(
     }
     reading
 }
+
+/// A forecast below this fraction of `targetRequestsPerSecond` reads as zero.
+const NEGLIGIBLE: f64 = 1e-3;
 
 /// Most forecasts kept waiting for their instant.
 const MAX_FORECASTS: usize = 4096;

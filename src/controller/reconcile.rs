@@ -153,7 +153,7 @@ fn observe<R>(ctx: &Shared<R>, pool: &str) -> Observation {
     Observation::Declared(Box::new(Snapshot {
         pool: pool.to_string(),
         backoff_key: ctx.backoff_key(pool),
-        views: observed.iter().map(|o| o.view()).collect(),
+        views: views_of(&observed, &desired.spec),
         observed,
         spec: desired.spec,
         source: desired.source,
@@ -163,6 +163,25 @@ fn observe<R>(ctx: &Shared<R>, pool: &str) -> Observation {
         rates,
         now,
     }))
+}
+
+/// The scaler's view of each container; custom-metric readings taken for another metric
+/// list than the spec's (the manifest changed since the last scrape) read as missing.
+fn views_of(
+    observed: &[crate::store::Observed],
+    spec: &crate::api::EffectiveSpec,
+) -> Vec<scaler::ContainerView> {
+    let key = (!spec.scaling.custom_metrics.is_empty()).then(|| crate::scraper::metrics_key(spec));
+    observed
+        .iter()
+        .map(|o| {
+            let mut v = o.view();
+            if key.is_some_and(|k| k != o.metrics_key) {
+                v.metrics.clear();
+            }
+            v
+        })
+        .collect()
 }
 
 /// Step 2, pure: the scaler's decision and plan for the snapshot, the crashes among the
@@ -333,5 +352,42 @@ mod tests {
         let mut m = Memory::default();
         count_crashes(&mut m, 3, now, "i/web");
         assert_eq!(m.failures, 3);
+    }
+
+    /// Bug (found in review): custom-metric readings were matched to the spec's metrics
+    /// by position only. After an edit put another metric first, the next pass (before
+    /// the scraper caught up) read the old metric's 250 as the new one's and sent the
+    /// pool to max. Readings taken for another metric list read as missing.
+    #[test]
+    fn readings_taken_for_another_metric_list_read_as_missing() {
+        let spec = |metrics: &str| {
+            let yaml = format!("apiVersion: invok.dev/v1alpha1\nkind: FunctionPool\nmetadata: {{name: web}}\nspec:\n  image: x\n  scaling:\n    customMetrics: [{metrics}]\n");
+            serde_yaml::from_str::<crate::api::FunctionPool>(&yaml)
+                .unwrap()
+                .validate(&Default::default())
+                .unwrap()
+        };
+        let before = spec("{name: queue_depth, targetPerContainer: 100}");
+        let after = spec("{name: in_flight, targetPerContainer: 1}, {name: queue_depth, targetPerContainer: 100}");
+        let store = crate::store::ObservedStore::new();
+        store.apply_list(
+            vec![crate::runtime::ContainerInfo {
+                id: "a".into(),
+                name: "invok-web-a".into(),
+                pool: "web".into(),
+                spec_hash: before.spec_hash.clone(),
+                state: crate::runtime::RunState::Running,
+                host_port: Some(40001),
+                created: std::time::SystemTime::UNIX_EPOCH,
+                image: "x".into(),
+                labels: Default::default(),
+                pinned: false,
+            }],
+            Instant::now(),
+        );
+        store.record_metrics("a", crate::scraper::metrics_key(&before), vec![Some(250.0)]);
+        let observed = store.pool("web");
+        assert_eq!(views_of(&observed, &before)[0].metrics, vec![Some(250.0)]);
+        assert!(views_of(&observed, &after)[0].metrics.is_empty());
     }
 }

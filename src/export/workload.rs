@@ -520,7 +520,7 @@ fn pods_metrics(s: &api::ScalingPolicy, warnings: &mut Warnings) -> Vec<autoscal
     for (i, m) in s.custom_metrics.iter().enumerate() {
         warnings.add(
             &format!("spec.scaling.customMetrics[{i}]"),
-            format!("exported as the Pods metric {} (average {} per pod): the HPA reads it only through a custom metrics adapter (such as the Prometheus adapter, with Prometheus scraping {} on the pods); the HPA's rule for a pod without the metric is Invok's: no scale-down on what it cannot see", m.name, m.target_per_container, m.path),
+            format!("exported as the Pods metric {} (average {} per pod): the HPA reads it only through a custom metrics adapter (such as the Prometheus adapter, with Prometheus scraping {} on the pods); where Invok holds scale-down back while a container's metric is missing, the HPA counts a pod without it at its target", m.name, m.target_per_container, m.path),
         );
         metrics.push(pods(&m.name, m.target_per_container));
     }

@@ -409,7 +409,7 @@ struct Wanted {
     /// The signal that made it.
     reason: Reason,
     /// A ready container's custom metric is missing (its scrape failed): the pool may
-    /// not scale down on what it cannot see (the HPA's rule).
+    /// not scale down on what it cannot see (stricter than the HPA).
     missing: bool,
 }
 
