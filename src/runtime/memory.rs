@@ -300,7 +300,8 @@ struct Model {
     draws: BTreeMap<(&'static str, String), u64>,
     loads: BTreeMap<String, Load>,
     /// Each pool's custom metric (`queue_depth`), spread evenly over its answering
-    /// containers' metrics pages.
+    /// containers' metrics pages (this instance's: a foreign container with the pool's
+    /// label is not one of them).
     metrics: BTreeMap<String, f64>,
     touches: Vec<String>,
     creates: Vec<CreateCall>,
@@ -1255,7 +1256,7 @@ impl Runtime for MemoryRuntime {
                 let answering = m
                     .containers
                     .values()
-                    .filter(|c| c.info.pool == pool && c.answers(now))
+                    .filter(|c| !c.foreign && c.info.pool == pool && c.answers(now))
                     .count()
                     .max(1);
                 let total = m.metrics.get(&pool).copied().unwrap_or(0.0);
